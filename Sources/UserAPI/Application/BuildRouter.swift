@@ -1,0 +1,35 @@
+import Hummingbird
+
+/// Wires handlers to the routes of `RouteTable`, behind the shared middleware.
+func buildRouter(_ deps: AppDependencies, tracing: Bool) -> Router<AppRequestContext> {
+    let router = Router(context: AppRequestContext.self)
+    if tracing {
+        router.add(middleware: TracingMiddleware(recordingHeaders: [.userAgent], redactingQueryParameters: ["email"]))
+    }
+    router.add(middleware: RequestObservationMiddleware(metrics: deps.metrics, accessLog: deps.config.log.access))
+    router.add(middleware: ProblemMiddleware())
+    if deps.config.http.maxInFlight > 0 {
+        router.add(middleware: LoadSheddingMiddleware(limit: deps.config.http.maxInFlight))
+    }
+
+    let status = StatusHandler(deps: deps)
+    let health = HealthHandlers(deps: deps)
+    router.get("/", use: status.handle)
+    router.get("/version", use: VersionHandler().handle)
+    router.get("/healthz", use: health.healthz)
+    router.get("/readyz", use: health.readyz)
+    router.get("/openapi.yaml", use: OpenAPIHandler().handle)
+    if let metrics = deps.metrics, deps.config.metrics.port == 0 {
+        router.get("/metrics", use: MetricsHandler(metrics: metrics).handle)
+    }
+
+    let users = router.group("/users")
+        .add(middleware: AuthMiddleware(tokens: deps.tokens, protectReads: deps.config.auth.protectReads))
+    users.get(use: ListUsersHandler(deps: deps).handle)
+    users.post(use: CreateUserHandler(deps: deps).handle)
+    users.get("{id}", use: GetUserHandler(deps: deps).handle)
+    users.put("{id}", use: ReplaceUserHandler(deps: deps).handle)
+    users.patch("{id}", use: PatchUserHandler(deps: deps).handle)
+    users.delete("{id}", use: DeleteUserHandler(deps: deps).handle)
+    return router
+}

@@ -1,0 +1,64 @@
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+
+/// The whole service: router, storage, token reloading and (optionally) a
+/// separate metrics listener. Tests and `userapi serve` build it the same way,
+/// through `buildApplication`.
+public struct UserAPIApplication: ApplicationProtocol {
+    public typealias Responder = RouterResponder<AppRequestContext>
+
+    public let responder: Responder
+    public var configuration: ApplicationConfiguration
+    public var logger: Logger
+    public var services: [any Service]
+    public let server: HTTPServerBuilder
+    public var processesRunBeforeServerStart: [@Sendable () async throws -> Void]
+
+    public let config: AppConfig
+    public let state: AppState
+    public let store: any UserStore
+    public let tokens: TokenStore
+    public let metrics: AppMetrics?
+    private let boundPort = BoundPort()
+
+    init(
+        responder: Responder, config: AppConfig, logger: Logger, services: [any Service],
+        prelude: [@Sendable () async throws -> Void], state: AppState, store: any UserStore,
+        tokens: TokenStore, metrics: AppMetrics?
+    ) {
+        self.responder = responder
+        self.configuration = ApplicationConfiguration(
+            address: .hostname(config.http.host, port: config.http.port), serverName: nil, backlog: 1024)
+        self.logger = logger
+        self.services = services
+        self.server = .http1(configuration: .init(idleTimeout: .nanoseconds(Int64(config.http.idleTimeout.seconds * 1e9))))
+        self.processesRunBeforeServerStart = prelude
+        self.config = config
+        self.state = state
+        self.store = store
+        self.tokens = tokens
+        self.metrics = metrics
+    }
+
+    /// The port the API listens on once running (useful with `http.port=0`).
+    public var port: Int { boundPort.value.load(ordering: .relaxed) }
+
+    public func onServerRunning(_ channel: any Channel) async {
+        let port = channel.localAddress?.port ?? config.http.port
+        boundPort.value.store(port, ordering: .relaxed)
+        logger.notice(
+            "listening",
+            metadata: [
+                "host": .string(config.http.host), "port": .stringConvertible(port),
+                "storage": .string(store.location), "version": .string(BuildInfo.version),
+            ])
+    }
+}
+
+final class BoundPort: Sendable {
+    let value = Atomic<Int>(0)
+}

@@ -1,0 +1,111 @@
+import Foundation
+import Logging
+
+/// Every setting of the service, validated. Built by `ConfigLoader` from
+/// flags, environment, config file, `.env` file and these defaults; tests
+/// build it directly.
+public struct AppConfig: Sendable {
+    public struct HTTP: Sendable {
+        /// 127.0.0.1 by default so a laptop run is not exposed; the container sets 0.0.0.0.
+        public var host = "127.0.0.1"
+        public var port = 8080
+        public var maxBodySize = 1 << 20
+        /// Connections idle this long are closed (also bounds slow clients).
+        public var idleTimeout: Duration = .seconds(60)
+        /// Requests processed at once before new ones get a fast 503; 0 = unlimited.
+        public var maxInFlight = 1024
+        public init() {}
+    }
+
+    public struct Database: Sendable {
+        public enum TLSMode: String, Sendable, CaseIterable {
+            case disable, require
+            case verifyFull = "verify-full"
+        }
+        public var url = "sqlite:data/userapi.sqlite"
+        public var passwordFile: String?
+        public var poolSize = 10
+        public var connectTimeout: Duration = .seconds(5)
+        public var statementTimeout: Duration = .seconds(5)
+        public var tlsMode: TLSMode = .disable
+        public var tlsCAFile: String?
+        public var migrateOnStart = true
+        public var sqliteSynchronous: SQLiteSettings.Synchronous = .full
+        public var sqliteBusyTimeout: Duration = .seconds(5)
+        public var sqliteReaders = 2
+        public var maxQueuedWrites = 1024
+        public init() {}
+    }
+
+    public struct Auth: Sendable {
+        /// Comma-separated plain tokens. Secret: never logged or printed.
+        public var tokens: String?
+        public var tokensFile: String?
+        public var protectReads = false
+        public var reloadInterval: Duration = .seconds(5)
+        public init() {}
+    }
+
+    public struct Log: Sendable {
+        public enum Format: String, Sendable, CaseIterable {
+            case text, json
+        }
+        public var level: Logger.Level = .info
+        public var format: Format = .json
+        public var access = true
+        public init() {}
+    }
+
+    public struct Shutdown: Sendable {
+        /// Time between SIGTERM and closing the listener: readiness is already
+        /// 503, so load balancers stop sending new requests meanwhile.
+        public var drainDelay: Duration = .seconds(5)
+        /// Time in-flight requests get to finish once the listener is closed.
+        public var timeout: Duration = .seconds(20)
+        public init() {}
+    }
+
+    public struct Metrics: Sendable {
+        public var enabled = true
+        /// Serve /metrics on this port instead of the API port (0 = API port).
+        public var port = 0
+        public init() {}
+    }
+
+    public struct Tracing: Sendable {
+        /// Off unless configured: `tracing.enabled=true` or the standard
+        /// `OTEL_TRACES_EXPORTER=otlp`. Exporter details come from `OTEL_*`.
+        public var enabled = false
+        public init() {}
+    }
+
+    public var http = HTTP()
+    public var database = Database()
+    public var auth = Auth()
+    public var log = Log()
+    public var shutdown = Shutdown()
+    public var metrics = Metrics()
+    public var tracing = Tracing()
+    /// Host or pod name reported by `/` and in logs.
+    public var instanceName = AppConfig.defaultInstanceName()
+
+    public init() {}
+
+    static func defaultInstanceName() -> String {
+        if let name = ProcessInfo.processInfo.environment["HOSTNAME"], !name.isEmpty { return name }
+        return ProcessInfo.processInfo.hostName
+    }
+}
+
+extension Duration {
+    /// Whole and fractional seconds, for settings and metrics.
+    var seconds: Double {
+        let c = components
+        return Double(c.seconds) + Double(c.attoseconds) / 1e18
+    }
+
+    var milliseconds: Int64 {
+        let c = components
+        return c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000
+    }
+}

@@ -1,0 +1,36 @@
+import HTTPTypes
+import Hummingbird
+
+/// `GET /users/{id}`: the user with a strong `ETag`; 304 when the client's
+/// `If-None-Match` copy is current.
+struct GetUserHandler {
+    let deps: AppDependencies
+
+    func handle(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let id = try UserRoutes.id(context)
+        guard let user = try await deps.store.get(id: id) else { throw StoreError.notFound }
+        if EntityTags.noneMatchSatisfiedByCurrent(request.headers[.ifNoneMatch], current: user) {
+            return Response(status: .notModified, headers: [.eTag: user.etag, .cacheControl: "no-cache"])
+        }
+        return Responses.user(user)
+    }
+}
+
+enum UserRoutes {
+    /// The `{id}` path parameter in canonical form; anything that is not a
+    /// UUID cannot name a user, so it is a 404 like any unknown id.
+    static func id(_ context: AppRequestContext) throws -> String {
+        guard let raw = context.parameters.get("id"), let id = UserID.canonical(raw) else {
+            throw StoreError.notFound
+        }
+        return id
+    }
+
+    /// Throws 412 unless `If-Match` (when sent) names the current version.
+    static func checkIfMatch(_ header: String?, _ current: User) throws {
+        guard EntityTags.ifMatch(header, current: current) else {
+            throw Problem.preconditionFailed(
+                "If-Match \(header ?? "") does not match the current version \(current.etag); fetch the user again and retry.")
+        }
+    }
+}

@@ -1,0 +1,23 @@
+import HTTPTypes
+import Hummingbird
+
+/// `PATCH /users/{id}`: JSON merge patch (RFC 7386), sent as
+/// `application/merge-patch+json` or `application/json`. Honours `If-Match`.
+/// The patch is applied to the row read inside the write transaction, so
+/// concurrent patches to different fields never undo each other.
+struct PatchUserHandler {
+    let deps: AppDependencies
+
+    func handle(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let id = try UserRoutes.id(context)
+        let patch = try await JSONBody.read(
+            request, context: context, maxSize: deps.config.http.maxBodySize,
+            accepting: [JSONBody.mergePatch, JSONBody.json])
+        let ifMatch = request.headers[.ifMatch]
+        let user = try await deps.store.update(id: id) { current in
+            try UserRoutes.checkIfMatch(ifMatch, current)
+            return try UserValidation.applyMergePatch(patch, to: current)
+        }
+        return Responses.user(user)
+    }
+}

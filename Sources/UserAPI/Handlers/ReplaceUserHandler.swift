@@ -1,0 +1,20 @@
+import HTTPTypes
+import Hummingbird
+
+/// `PUT /users/{id}`: full replacement of the writable fields. Read-only
+/// fields may be sent back unchanged (GET-modify-PUT). Honours `If-Match`.
+struct ReplaceUserHandler {
+    let deps: AppDependencies
+
+    func handle(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let id = try UserRoutes.id(context)
+        let body = try await JSONBody.read(
+            request, context: context, maxSize: deps.config.http.maxBodySize, accepting: [JSONBody.json])
+        let ifMatch = request.headers[.ifMatch]
+        let user = try await deps.store.update(id: id) { current in
+            try UserRoutes.checkIfMatch(ifMatch, current)
+            return try UserValidation.validateDocument(body, current: current)
+        }
+        return Responses.user(user)
+    }
+}

@@ -1,0 +1,78 @@
+import HTTPTypes
+import Hummingbird
+import Logging
+
+/// Outermost middleware: gives every request an id (the client's
+/// `X-Request-ID` when it is sane, a new one otherwise), echoes it, and
+/// records the finished request in the access log and the HTTP metrics.
+struct RequestObservationMiddleware: RouterMiddleware {
+    typealias Context = AppRequestContext
+
+    let metrics: AppMetrics?
+    let accessLog: Bool
+
+    static let requestIDHeader = HTTPField.Name("X-Request-ID")!
+
+    /// Template → index into `RouteTable.routes`, for the metrics cache key.
+    private static let routeIndex: [String: Int] = Dictionary(
+        uniqueKeysWithValues: RouteTable.routes.enumerated().map { ($0.element.template, $0.offset) })
+
+    func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        let start = ContinuousClock.now
+        var context = context
+        let requestID = Self.saneRequestID(request.headers[Self.requestIDHeader]) ?? Self.newRequestID()
+        context.requestID = requestID
+        context.logger[metadataKey: "request_id"] = .string(requestID)
+        context.logger[metadataKey: "hb.request.id"] = nil  // ours replaces Hummingbird's internal id
+        metrics?.requestStarted()
+
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch {
+            // ProblemMiddleware answers everything; this only guards against a bug there.
+            response = ProblemMiddleware.problem(for: error, request: request, context: context).response(requestID: requestID)
+        }
+        response.headers[Self.requestIDHeader] = requestID
+
+        let duration = ContinuousClock.now - start
+        let route = context.endpointPath ?? "unmatched"
+        let status = Int(response.status.code)
+        metrics?.requestFinished(
+            method: request.method, route: route, routeIndex: Self.routeIndex[route] ?? RouteTable.routes.count,
+            status: status, duration: duration)
+        if accessLog {
+            context.logger.info(
+                "request",
+                metadata: [
+                    "method": .string(request.method.rawValue),
+                    "route": .string(route),
+                    "path": .string(request.uri.path),
+                    "status": .stringConvertible(status),
+                    "duration_ms": .stringConvertible((duration.seconds * 1_000_000).rounded() / 1000),
+                    "bytes": .stringConvertible(response.body.contentLength ?? 0),
+                ])
+        }
+        return response
+    }
+
+    /// Accepts 1–128 characters of letters, digits and `-_.:`; anything else
+    /// (possibly crafted to break log parsing) is replaced.
+    static func saneRequestID(_ value: String?) -> String? {
+        guard let value, (1...128).contains(value.utf8.count) else { return nil }
+        let ok = value.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A)
+                || c == UInt8(ascii: "-") || c == UInt8(ascii: "_") || c == UInt8(ascii: ".") || c == UInt8(ascii: ":")
+        }
+        return ok ? value : nil
+    }
+
+    static func newRequestID() -> String {
+        var random = SystemRandomNumberGenerator()
+        let value = random.next() as UInt64
+        let hex = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+}

@@ -1,0 +1,385 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SQLiteNIO
+import ServiceLifecycle
+import Synchronization
+
+/// Settings for the embedded SQLite backend.
+public struct SQLiteSettings: Sendable, Equatable {
+    public enum Synchronous: String, Sendable, CaseIterable {
+        /// fsync on every commit: an acknowledged write survives power loss.
+        case full
+        /// fsync at checkpoints only: survives a process crash, not a power cut.
+        case normal
+    }
+
+    public var path: String
+    public var synchronous: Synchronous = .full
+    public var busyTimeoutMillis: Int = 5000
+    public var readers: Int = 2
+    public var maxQueuedWrites: Int = 1024
+    public var maxBatch: Int = 256
+
+    public init(path: String) {
+        self.path = path
+    }
+}
+
+/// `UserStore` on an embedded SQLite file in WAL mode.
+///
+/// One writer connection owned by a single task applies queued writes in
+/// batches (see `SQLiteWriteQueue`); a few reader connections serve reads
+/// concurrently with it, as WAL allows. All SQLite calls run on a dedicated
+/// thread pool so a slow fsync never blocks the event loops.
+public final class SQLiteUserStore: UserStore {
+    public let backend = "sqlite"
+    public var location: String { "sqlite:\(settings.path)" }
+
+    let settings: SQLiteSettings
+    private let threadPool: NIOThreadPool
+    private let writer: SQLiteConnection
+    private let readers: [SQLiteConnection]
+    private let nextReader = Atomic<Int>(0)
+    private let queue: SQLiteWriteQueue
+    private let writerTask: Mutex<Task<Void, Never>?> = Mutex(nil)
+    private let logger: Logger
+    private let closed = Atomic<Bool>(false)
+
+    static let columns = "id, name, username, email, created_at, updated_at, version"
+
+    private init(
+        settings: SQLiteSettings, threadPool: NIOThreadPool, writer: SQLiteConnection,
+        readers: [SQLiteConnection], logger: Logger
+    ) {
+        self.settings = settings
+        self.threadPool = threadPool
+        self.writer = writer
+        self.readers = readers
+        self.queue = SQLiteWriteQueue(capacity: settings.maxQueuedWrites)
+        self.logger = logger
+    }
+
+    /// Opens (creating if needed) the database file and its directory.
+    public static func open(_ settings: SQLiteSettings, logger: Logger) async throws -> SQLiteUserStore {
+        let directory = (settings.path as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            try FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
+        }
+        let pool = NIOThreadPool(numberOfThreads: settings.readers + 1)
+        pool.start()
+        let eventLoop = MultiThreadedEventLoopGroup.singleton.any()
+        do {
+            let writer = try await SQLiteConnection.open(
+                storage: .file(path: settings.path), threadPool: pool, logger: logger, on: eventLoop)
+            // busy_timeout replaces sqlite-nio's spinning busy handler with SQLite's sleeping one.
+            _ = try await writer.query("PRAGMA busy_timeout = \(settings.busyTimeoutMillis)")
+            let mode = try await writer.query("PRAGMA journal_mode = WAL").first?.column("journal_mode")?.string
+            guard mode?.lowercased() == "wal" else {
+                throw StoreError.unavailable(reason: "could not switch \(settings.path) to WAL mode (got \(mode ?? "nothing"))")
+            }
+            _ = try await writer.query("PRAGMA synchronous = \(settings.synchronous.rawValue.uppercased())")
+            var readers: [SQLiteConnection] = []
+            for _ in 0..<settings.readers {
+                let reader = try await SQLiteConnection.open(
+                    storage: .file(path: settings.path), threadPool: pool, logger: logger, on: eventLoop)
+                _ = try await reader.query("PRAGMA busy_timeout = \(settings.busyTimeoutMillis)")
+                _ = try await reader.query("PRAGMA query_only = ON")
+                readers.append(reader)
+            }
+            let store = SQLiteUserStore(settings: settings, threadPool: pool, writer: writer, readers: readers, logger: logger)
+            store.startWriter()
+            return store
+        } catch {
+            try? await pool.shutdownGracefully()
+            throw error
+        }
+    }
+
+    // MARK: Writer
+
+    private func startWriter() {
+        let task = Task { [queue, writer, logger, settings] in
+            while let batch = await queue.nextBatch(limit: settings.maxBatch) {
+                await Self.commit(batch, on: writer, logger: logger)
+            }
+        }
+        writerTask.withLock { $0 = task }
+    }
+
+    /// Runs `batch` in one transaction. A job that fails on its own (validation,
+    /// a unique conflict, a refused precondition) is reported to its caller
+    /// while the others commit; SQLite rolls back only the failed statement. Any
+    /// other database error aborts the whole batch, because SQLite may then have
+    /// rolled the transaction back already and nothing in it can be vouched for.
+    private static func commit(_ batch: [PendingWrite], on writer: SQLiteConnection, logger: Logger) async {
+        do {
+            _ = try await writer.query("BEGIN IMMEDIATE")
+        } catch {
+            logger.error("sqlite: cannot begin write transaction", metadata: ["error": "\(error)"])
+            batch.forEach { $0.finish(batchError: StoreError.unavailable(reason: "the database rejected the write")) }
+            return
+        }
+        for job in batch {
+            do {
+                job.outcome = .success(try await job.work(writer))
+            } catch let error as SQLiteError {
+                logger.error("sqlite: write failed, rolling back batch", metadata: ["error": "\(error)"])
+                _ = try? await writer.query("ROLLBACK")
+                batch.forEach { $0.finish(batchError: StoreError.unavailable(reason: "the database rejected the write")) }
+                return
+            } catch {
+                job.outcome = .failure(error)
+            }
+        }
+        do {
+            _ = try await writer.query("COMMIT")
+            batch.forEach { $0.finish(batchError: nil) }
+        } catch {
+            logger.error("sqlite: commit failed", metadata: ["error": "\(error)"])
+            _ = try? await writer.query("ROLLBACK")
+            batch.forEach { $0.finish(batchError: StoreError.unavailable(reason: "the database could not commit the write")) }
+        }
+    }
+
+    private func write<T: Sendable>(_ work: @escaping @Sendable (SQLiteConnection) async throws -> T) async throws -> T {
+        let result = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<any Sendable, any Error>) in
+            let job = PendingWrite(work: { try await work($0) }, continuation: continuation)
+            do {
+                try queue.enqueue(job)
+            } catch {
+                continuation.resume(throwing: error)
+            }
+        }
+        return result as! T
+    }
+
+    private var reader: SQLiteConnection {
+        let i = nextReader.wrappingAdd(1, ordering: .relaxed).oldValue
+        return readers[i % readers.count]
+    }
+
+    /// Pending writes; exported as a metric so saturation is visible.
+    public var queuedWrites: Int { queue.depth }
+
+    // MARK: UserStore
+
+    public func migrate() async throws -> MigrationReport {
+        try await write { conn in
+            // The writer already holds BEGIN IMMEDIATE, so a second process
+            // migrating the same file waits on the lock, then sees our rows.
+            _ = try await conn.query(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+            )
+            let current = try await conn.query("SELECT coalesce(max(version), 0) AS v FROM schema_migrations")
+                .first?.column("v")?.integer ?? 0
+            var applied: [Int] = []
+            for migration in Schema.migrations where migration.version > current {
+                for statement in migration.sqlite {
+                    _ = try await conn.query(statement)
+                }
+                _ = try await conn.query(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    [.integer(migration.version), .text(migration.name), .integer(Int(Timestamp.nowMillis()))])
+                applied.append(migration.version)
+            }
+            return MigrationReport(applied: applied, current: max(current, applied.last ?? 0))
+        }
+    }
+
+    /// The schema version recorded in the file (0 for a new database).
+    public func schemaVersion() async throws -> Int {
+        let exists = try await reader.query(
+            "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        ).first?.column("n")?.integer ?? 0
+        guard exists > 0 else { return 0 }
+        return try await reader.query("SELECT coalesce(max(version), 0) AS v FROM schema_migrations")
+            .first?.column("v")?.integer ?? 0
+    }
+
+    public func ping() async throws {
+        guard !closed.load(ordering: .relaxed) else { throw StoreError.unavailable(reason: "closed") }
+        _ = try await reader.query("SELECT 1")
+    }
+
+    public func list(_ query: UserListQuery) async throws -> [User] {
+        var sql = "SELECT \(Self.columns) FROM users"
+        var conditions: [String] = []
+        var binds: [SQLiteData] = []
+        if let after = query.after {
+            conditions.append("id > ?")
+            binds.append(.text(after))
+        }
+        if let username = query.username {
+            conditions.append("username = ?")
+            binds.append(.text(username))
+        }
+        if let email = query.email {
+            conditions.append("email_key = ?")
+            binds.append(.text(User.emailKey(email)))
+        }
+        if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }
+        sql += " ORDER BY id LIMIT ?"
+        binds.append(.integer(query.limit))
+        return try await reader.query(sql, binds).map(Self.decode)
+    }
+
+    public func get(id: String) async throws -> User? {
+        try await reader.query("SELECT \(Self.columns) FROM users WHERE id = ?", [.text(id)]).first.map(Self.decode)
+    }
+
+    public func create(_ user: User) async throws -> User {
+        try await write { conn in
+            do {
+                _ = try await conn.query(
+                    "INSERT INTO users (id, name, username, email, email_key, created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    Self.binds(user))
+            } catch let error as SQLiteError where error.isConstraintViolation {
+                throw try await Self.conflict(for: user, excluding: nil, on: conn)
+            }
+            return user
+        }
+    }
+
+    public func update(id: String, _ change: @escaping @Sendable (User) throws -> UserFields) async throws -> User {
+        try await write { conn in
+            guard
+                let current = try await conn.query("SELECT \(Self.columns) FROM users WHERE id = ?", [.text(id)])
+                    .first.map(Self.decode)
+            else { throw StoreError.notFound }
+            let fields = try change(current)
+            if fields == UserFields(current) { return current }
+            var updated = current
+            updated.name = fields.name
+            updated.username = fields.username
+            updated.email = fields.email
+            updated.updatedAt = max(Timestamp.nowMillis(), current.updatedAt)
+            updated.version = current.version + 1
+            do {
+                _ = try await conn.query(
+                    "UPDATE users SET name = ?, username = ?, email = ?, email_key = ?, updated_at = ?, version = ? WHERE id = ?",
+                    [
+                        .text(updated.name), .text(updated.username), .text(updated.email), .text(updated.emailKey),
+                        .integer(Int(updated.updatedAt)), .integer(Int(updated.version)), .text(id),
+                    ])
+            } catch let error as SQLiteError where error.isConstraintViolation {
+                throw try await Self.conflict(for: updated, excluding: id, on: conn)
+            }
+            return updated
+        }
+    }
+
+    public func delete(id: String, _ check: @escaping @Sendable (User) throws -> Void) async throws {
+        try await write { conn in
+            guard
+                let current = try await conn.query("SELECT \(Self.columns) FROM users WHERE id = ?", [.text(id)])
+                    .first.map(Self.decode)
+            else { throw StoreError.notFound }
+            try check(current)
+            _ = try await conn.query("DELETE FROM users WHERE id = ?", [.text(id)])
+        }
+    }
+
+    public func importUsers(_ users: [User]) async throws -> Int {
+        guard !users.isEmpty else { return 0 }
+        return try await write { conn in
+            var written = 0
+            for user in users {
+                do {
+                    let rows = try await conn.query(
+                        """
+                        INSERT INTO users (id, name, username, email, email_key, created_at, updated_at, version)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                        ON CONFLICT (id) DO UPDATE SET name = excluded.name, username = excluded.username,
+                            email = excluded.email, email_key = excluded.email_key, created_at = excluded.created_at,
+                            updated_at = excluded.updated_at, version = excluded.version
+                        WHERE excluded.version > users.version
+                        RETURNING id
+                        """, Self.binds(user))
+                    written += rows.count
+                } catch let error as SQLiteError where error.isConstraintViolation {
+                    throw ImportConflict(id: user.id, error: try await Self.conflict(for: user, excluding: user.id, on: conn))
+                }
+            }
+            return written
+        }
+    }
+
+    public func count() async throws -> Int {
+        try await reader.query("SELECT count(*) AS n FROM users").first?.column("n")?.integer ?? 0
+    }
+
+    /// Reads users in id order for `db copy`, `limit` at a time.
+    public func page(after: String?, limit: Int) async throws -> [User] {
+        try await list(UserListQuery(limit: limit, after: after))
+    }
+
+    public func run() async throws {
+        // Returns on graceful shutdown, throws on cancellation: close either way.
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+
+    public func shutdown() async {
+        guard !closed.exchange(true, ordering: .relaxed) else { return }
+        queue.close()
+        await writerTask.withLock { $0 }?.value
+        // Fold the WAL back into the main file so the directory holds one file at rest.
+        _ = try? await writer.query("PRAGMA wal_checkpoint(TRUNCATE)")
+        for connection in readers + [writer] {
+            try? await connection.close()
+        }
+        try? await threadPool.shutdownGracefully()
+        logger.info("sqlite: closed", metadata: ["path": "\(settings.path)"])
+    }
+
+    // MARK: Rows
+
+    static func binds(_ user: User) -> [SQLiteData] {
+        [
+            .text(user.id), .text(user.name), .text(user.username), .text(user.email), .text(user.emailKey),
+            .integer(Int(user.createdAt)), .integer(Int(user.updatedAt)), .integer(Int(user.version)),
+        ]
+    }
+
+    static func decode(_ row: SQLiteRow) -> User {
+        let c = row.columns
+        return User(
+            id: c[0].data.string ?? "",
+            name: c[1].data.string ?? "",
+            username: c[2].data.string ?? "",
+            email: c[3].data.string ?? "",
+            createdAt: Int64(c[4].data.integer ?? 0),
+            updatedAt: Int64(c[5].data.integer ?? 0),
+            version: Int64(c[6].data.integer ?? 0))
+    }
+
+    /// Works out which unique fields `user` collides on, for a 409 that names them all.
+    private static func conflict(for user: User, excluding id: String?, on conn: SQLiteConnection) async throws -> StoreError {
+        let rows = try await conn.query(
+            "SELECT username, email_key FROM users WHERE (username = ? OR email_key = ?) AND id <> ?",
+            [.text(user.username), .text(user.emailKey), .text(id ?? "")])
+        var fields: [String] = []
+        if rows.contains(where: { $0.column("username")?.string == user.username }) { fields.append("username") }
+        if rows.contains(where: { $0.column("email_key")?.string == user.emailKey }) { fields.append("email") }
+        return .conflict(fields: fields.isEmpty ? ["id"] : fields)
+    }
+}
+
+/// A user in the source of `db copy` whose username or email belongs to a
+/// different user in the target.
+public struct ImportConflict: Error, Sendable {
+    public var id: String
+    public var error: StoreError
+}
+
+extension SQLiteError {
+    var isConstraintViolation: Bool {
+        switch reason {
+        case .constraint, .constraintUniqueFailed, .constraintPrimaryKeyFailed: true
+        default: false
+        }
+    }
+}

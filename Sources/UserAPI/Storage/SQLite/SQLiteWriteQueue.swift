@@ -1,0 +1,100 @@
+import DequeModule
+import SQLiteNIO
+import Synchronization
+
+/// One write waiting for the writer connection. The work runs inside the
+/// batch's transaction; its result is only handed back after COMMIT, so a
+/// client never hears "created" for a row that is not on disk.
+final class PendingWrite: @unchecked Sendable {
+    // `outcome` is touched only by the writer task; the continuation is resumed exactly once.
+    let work: @Sendable (SQLiteConnection) async throws -> any Sendable
+    private let continuation: CheckedContinuation<any Sendable, any Error>
+    var outcome: Result<any Sendable, any Error>?
+
+    init(
+        work: @escaping @Sendable (SQLiteConnection) async throws -> any Sendable,
+        continuation: CheckedContinuation<any Sendable, any Error>
+    ) {
+        self.work = work
+        self.continuation = continuation
+    }
+
+    /// Resumes the waiting request: with its own outcome when the batch
+    /// committed, or with the batch's error when it did not.
+    func finish(batchError: (any Error)?) {
+        if let batchError {
+            continuation.resume(throwing: batchError)
+        } else {
+            continuation.resume(with: outcome ?? .failure(StoreError.unavailable(reason: "write was not executed")))
+        }
+    }
+}
+
+/// The queue between request handlers and the single writer task.
+///
+/// Writers never contend for SQLite's write lock (sqlite-nio busy-spins on a
+/// locked database); instead the writer takes everything queued so far and
+/// commits it as one transaction: one fsync for many writes (group commit).
+/// The queue is bounded so overload sheds load instead of growing memory.
+final class SQLiteWriteQueue: Sendable {
+    private struct State {
+        var jobs = Deque<PendingWrite>()
+        var waiter: CheckedContinuation<Void, Never>?
+        var closed = false
+    }
+
+    private let state = Mutex(State())
+    let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = capacity
+    }
+
+    func enqueue(_ job: PendingWrite) throws(StoreError) {
+        let waiter: CheckedContinuation<Void, Never>? = try state.withLock { (s: inout State) throws(StoreError) in
+            if s.closed { throw StoreError.unavailable(reason: "the database is shutting down") }
+            if s.jobs.count >= capacity { throw StoreError.overloaded }
+            s.jobs.append(job)
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Waits for work and returns up to `limit` jobs, or nil once the queue is
+    /// closed and empty.
+    func nextBatch(limit: Int) async -> [PendingWrite]? {
+        while true {
+            let batch: [PendingWrite]? = state.withLock { s in
+                if !s.jobs.isEmpty {
+                    let n = min(limit, s.jobs.count)
+                    let taken = Array(s.jobs.prefix(n))
+                    s.jobs.removeFirst(n)
+                    return taken
+                }
+                return s.closed ? [] : nil
+            }
+            if let batch { return batch.isEmpty ? nil : batch }
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { s in
+                    if !s.jobs.isEmpty || s.closed { return true }
+                    s.waiter = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        }
+    }
+
+    /// Refuses new jobs; queued ones are still written.
+    func close() {
+        let waiter = state.withLock { s in
+            s.closed = true
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume()
+    }
+
+    var depth: Int { state.withLock { $0.jobs.count } }
+}

@@ -1,0 +1,44 @@
+import Logging
+
+/// Opens the store `database.url` names and brings its schema up to date.
+public enum StoreFactory {
+    public static func make(_ config: AppConfig, logger: Logger, metrics: AppMetrics? = nil) async throws -> any UserStore {
+        switch try DatabaseURL.parse(config.database.url) {
+        case .sqlite(let path):
+            var settings = SQLiteSettings(path: path)
+            settings.synchronous = config.database.sqliteSynchronous
+            settings.busyTimeoutMillis = Int(config.database.sqliteBusyTimeout.milliseconds)
+            settings.readers = config.database.sqliteReaders
+            settings.maxQueuedWrites = config.database.maxQueuedWrites
+            let store = try await SQLiteUserStore.open(settings, logger: logger)
+            if let metrics {
+                let depth = metrics.gauge(
+                    "userapi_sqlite_write_queue_depth", help: "Writes waiting for the SQLite writer connection.")
+                metrics.onScrape { depth.set(Double(store.queuedWrites)) }
+            }
+            return store
+        case .postgres(let url):
+            return try PostgresUserStore.make(url: url, config: config.database, logger: logger, metrics: metrics)
+        }
+    }
+
+    /// Runs migrations (`database.migrate_on_start`, the default) or checks
+    /// that someone did: serving on an outdated schema would fail on every request.
+    static func prepareSchema(_ store: any UserStore, migrate: Bool, logger: Logger) async throws {
+        if migrate {
+            let report = try await store.migrate()
+            if report.applied.isEmpty {
+                logger.info("storage: schema is current", metadata: ["version": "\(report.current)"])
+            } else {
+                logger.notice(
+                    "storage: migrations applied",
+                    metadata: ["applied": "\(report.applied)", "version": "\(report.current)"])
+            }
+        } else {
+            let version = try await store.schemaVersion()
+            guard version >= Schema.latestVersion else {
+                throw StoreError.schemaOutdated(found: version, required: Schema.latestVersion)
+            }
+        }
+    }
+}

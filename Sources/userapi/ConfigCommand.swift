@@ -1,0 +1,20 @@
+import ArgumentParser
+import UserAPI
+
+struct ConfigCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config",
+        abstract: "Print the effective configuration and where each value came from (secrets redacted).")
+
+    @OptionGroup var flags: ConfigFlags
+
+    @Option(help: "Output format: table, json or markdown (the README's reference table).")
+    var format: ConfigReport.Format = .table
+
+    func run() async throws {
+        let loaded = try await flags.load()
+        print(ConfigReport.render(loaded, format: format), terminator: "")
+    }
+}
+
+extension ConfigReport.Format: ExpressibleByArgument {}

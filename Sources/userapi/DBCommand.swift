@@ -1,0 +1,89 @@
+import ArgumentParser
+import Foundation
+import Logging
+import UserAPI
+
+struct DBCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "db", abstract: "Database maintenance.", subcommands: [DBCopyCommand.self])
+}
+
+struct DBCopyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "copy",
+        abstract: "Copy all users between databases, e.g. from the embedded SQLite file to PostgreSQL.",
+        discussion: """
+            Upserts by id and keeps the newer version of a user present on both sides, so it can be
+            re-run after an interruption. Migrates both schemas first. Stop writes to the source (or
+            scale the service to zero) for a consistent copy. Exits 1 if the final counts differ.
+            Example: userapi db copy --from sqlite:data/userapi.sqlite --to postgres://userapi@db:5432/userapi
+            Passwords can come from PGPASSWORD instead of the URL.
+            """)
+
+    @Option(help: "Source database URL.") var from: String
+    @Option(help: "Target database URL.") var to: String
+    @Option(help: "Users per batch.") var batchSize: Int = 500
+
+    func validate() throws {
+        guard (1...10_000).contains(batchSize) else { throw ValidationError("--batch-size must be 1 to 10000") }
+        guard from != to else { throw ValidationError("--from and --to name the same database") }
+        for (name, url) in [("--from", from), ("--to", to)] {
+            do {
+                _ = try DatabaseURL.parse(url)
+            } catch {
+                throw ValidationError("\(name): \(error.reason)")
+            }
+        }
+    }
+
+    func run() async throws {
+        var config = AppConfig()
+        config.log.level = .warning
+        let logger = LoggingSetup.bootstrap(config)
+        func store(_ url: String) async throws -> any UserStore {
+            var c = config
+            c.database.url = Self.withEnvironmentPassword(url)
+            c.database.statementTimeout = .seconds(60)
+            return try await StoreFactory.make(c, logger: logger)
+        }
+        do {
+            let source = try await store(from)
+            let target = try await store(to)
+            let batchSize = self.batchSize
+            let report = try await withRunningStores([source, target]) {
+                _ = try await source.migrate()
+                _ = try await target.migrate()
+                print("copying from \(source.location) to \(target.location)")
+                return try await StoreCopier.copy(from: source, to: target, batchSize: batchSize) { read, total, written in
+                    print("  \(read)/\(total) read, \(written) written")
+                }
+            }
+            print("done: \(report.read) read, \(report.written) written; source has \(report.sourceCount), target has \(report.targetCount)")
+            guard report.sourceCount == report.targetCount else {
+                print(
+                    "count check FAILED: the target has \(report.targetCount) users, the source \(report.sourceCount) "
+                        + "(users existing only in the target, or writes to the source during the copy)")
+                throw ExitCode.failure
+            }
+            print("count check passed")
+        } catch let conflict as ImportConflict {
+            print("copy stopped: user \(conflict.id) collides with a different user in the target (\(conflict.error))")
+            throw ExitCode.failure
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            print("copy failed: \(error)")
+            throw ExitCode.failure
+        }
+    }
+
+    /// Inserts PGPASSWORD into a postgres URL that has none, so the password
+    /// need not appear on the command line (and in `ps`).
+    static func withEnvironmentPassword(_ url: String) -> String {
+        guard url.hasPrefix("postgres"), let password = ProcessInfo.processInfo.environment["PGPASSWORD"],
+            var components = URLComponents(string: url), components.password == nil
+        else { return url }
+        components.password = password
+        return components.string ?? url
+    }
+}

@@ -1,0 +1,18 @@
+import ArgumentParser
+import UserAPI
+
+struct VersionCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "version", abstract: "Print the build stamp.")
+
+    static var versionLine: String { "userapi \(BuildInfo.version) (commit \(BuildInfo.commit), built \(BuildInfo.built))" }
+
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() {
+        if json {
+            print("{\"version\":\"\(BuildInfo.version)\",\"commit\":\"\(BuildInfo.commit)\",\"built\":\"\(BuildInfo.built)\"}")
+        } else {
+            print(Self.versionLine)
+        }
+    }
+}
