@@ -82,6 +82,8 @@ let package = Package(
             dependencies: [
                 "UserAPI",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
     ],

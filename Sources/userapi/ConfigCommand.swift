@@ -13,7 +13,7 @@ struct ConfigCommand: AsyncParsableCommand {
 
     func run() async throws {
         let loaded = try await flags.load()
-        print(ConfigReport.render(loaded, format: format), terminator: "")
+        say(ConfigReport.render(loaded, format: format), terminator: "")
     }
 }
 

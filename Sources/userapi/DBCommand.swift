@@ -48,31 +48,39 @@ struct DBCopyCommand: AsyncParsableCommand {
         }
         do {
             let source = try await store(from)
-            let target = try await store(to)
+            let target: any UserStore
+            do {
+                target = try await store(to)
+            } catch {
+                await source.shutdown()
+                throw error
+            }
             let batchSize = self.batchSize
             let report = try await withRunningStores([source, target]) {
                 _ = try await source.migrate()
                 _ = try await target.migrate()
-                print("copying from \(source.location) to \(target.location)")
+                say("copying from \(source.location) to \(target.location)")
                 return try await StoreCopier.copy(from: source, to: target, batchSize: batchSize) { read, total, written in
-                    print("  \(read)/\(total) read, \(written) written")
+                    say("  \(read)/\(total) read, \(written) written")
                 }
             }
-            print("done: \(report.read) read, \(report.written) written; source has \(report.sourceCount), target has \(report.targetCount)")
+            say(
+                "done: \(report.read) read, \(report.written) written; source has \(report.sourceCount), target has \(report.targetCount)"
+            )
             guard report.sourceCount == report.targetCount else {
-                print(
+                say(
                     "count check FAILED: the target has \(report.targetCount) users, the source \(report.sourceCount) "
                         + "(users existing only in the target, or writes to the source during the copy)")
                 throw ExitCode.failure
             }
-            print("count check passed")
+            say("count check passed")
         } catch let conflict as ImportConflict {
-            print("copy stopped: user \(conflict.id) collides with a different user in the target (\(conflict.error))")
+            say("copy stopped: user \(conflict.id) collides with a different user in the target (\(conflict.error))")
             throw ExitCode.failure
         } catch let exit as ExitCode {
             throw exit
         } catch {
-            print("copy failed: \(error)")
+            say("copy failed: \(error)")
             throw ExitCode.failure
         }
     }

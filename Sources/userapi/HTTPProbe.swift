@@ -24,7 +24,8 @@ enum HTTPProbe {
         guard connect(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) == 0 else {
             throw Failure(reason: "connection to \(host):\(port) refused")
         }
-        let request = "GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nUser-Agent: userapi-healthcheck\r\nConnection: close\r\n\r\n"
+        let request =
+            "GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nUser-Agent: userapi-healthcheck\r\nConnection: close\r\n\r\n"
         let sent = request.withCString { send(fd, $0, strlen($0), 0) }
         guard sent > 0 else { throw Failure(reason: "cannot send the request") }
         var buffer = [UInt8](repeating: 0, count: 64)

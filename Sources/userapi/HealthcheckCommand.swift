@@ -19,10 +19,10 @@ struct HealthcheckCommand: AsyncParsableCommand {
         let host = ["0.0.0.0", "::", "[::]"].contains(config.http.host) ? "127.0.0.1" : config.http.host
         do {
             let status = try HTTPProbe.get(host: host, port: config.http.port, path: path, timeout: timeout)
-            print("\(path): \(status)")
+            say("\(path): \(status)")
             if status != 200 { throw ExitCode.failure }
         } catch let error as HTTPProbe.Failure {
-            print("\(path): \(error.reason)")
+            say("\(path): \(error.reason)")
             throw ExitCode.failure
         }
     }

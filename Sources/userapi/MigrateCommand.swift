@@ -16,7 +16,7 @@ struct MigrateCommand: AsyncParsableCommand {
         do {
             let store = try await StoreFactory.make(config, logger: logger)
             let report = try await withRunningStores([store]) { try await store.migrate() }
-            print(
+            say(
                 report.applied.isEmpty
                     ? "schema is current (version \(report.current)) at \(store.location)"
                     : "applied migrations \(report.applied.map(String.init).joined(separator: ", ")); schema version \(report.current) at \(store.location)"

@@ -10,9 +10,9 @@ struct VersionCommand: ParsableCommand {
 
     func run() {
         if json {
-            print("{\"version\":\"\(BuildInfo.version)\",\"commit\":\"\(BuildInfo.commit)\",\"built\":\"\(BuildInfo.built)\"}")
+            say("{\"version\":\"\(BuildInfo.version)\",\"commit\":\"\(BuildInfo.commit)\",\"built\":\"\(BuildInfo.built)\"}")
         } else {
-            print(Self.versionLine)
+            say(Self.versionLine)
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOCore
 import ServiceLifecycle
 import UnixSignals
 
@@ -30,7 +31,13 @@ public enum ServerRunner {
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { await exitOnSecondSignal(logger: logger) }
             tasks.addTask {
-                try await group.run()
+                do {
+                    try await group.run()
+                } catch let error as IOError where error.errnoCode == EADDRINUSE {
+                    throw ListenError(
+                        address: "\(app.config.http.host):\(app.config.http.port)",
+                        reason: "the address is already in use (another process listens there)")
+                }
                 logger.notice("stopped")
             }
             // Whichever finishes first (normally the service group) ends the run.
@@ -61,7 +68,11 @@ struct DrainService: Service {
     let logger: Logger
 
     func run() async throws {
-        try? await gracefulShutdown()
+        do {
+            try await gracefulShutdown()
+        } catch {
+            return  // cancelled (e.g. startup failed): nothing is serving, nothing to drain
+        }
         state.beginDraining()
         logger.notice(
             "shutdown: readiness is now 503; still serving during the drain delay",
@@ -69,4 +80,11 @@ struct DrainService: Service {
         try? await Task.sleep(for: delay)
         logger.notice("shutdown: drain delay over; closing the listener and finishing in-flight requests")
     }
+}
+
+/// The server could not open its listening socket.
+public struct ListenError: Error, CustomStringConvertible {
+    public var address: String
+    public var reason: String
+    public var description: String { "cannot listen on \(address): \(reason)" }
 }

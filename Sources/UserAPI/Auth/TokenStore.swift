@@ -36,7 +36,8 @@ public final class TokenStore: Service, Sendable {
             do {
                 data = try Data(contentsOf: URL(fileURLWithPath: filePath))
             } catch {
-                throw ConfigurationError(key: "auth.tokens_file", value: filePath, source: nil, reason: "cannot read the tokens file")
+                throw ConfigurationError(
+                    key: "auth.tokens_file", value: filePath, source: nil, reason: "cannot read the tokens file")
             }
             do {
                 let fromFile = try TokenSet.parseFile(String(decoding: data, as: UTF8.self))

@@ -27,6 +27,8 @@ public struct AppConfig: Sendable {
         public var poolSize = 10
         public var connectTimeout: Duration = .seconds(5)
         public var statementTimeout: Duration = .seconds(5)
+        /// Longest wait for a free PostgreSQL connection before answering 503.
+        public var acquireTimeout: Duration = .seconds(1)
         public var tlsMode: TLSMode = .disable
         public var tlsCAFile: String?
         public var migrateOnStart = true

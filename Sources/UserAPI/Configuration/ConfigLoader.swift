@@ -75,7 +75,9 @@ public enum ConfigLoader {
                 provider: InMemoryProvider(
                     name: "flags",
                     values: Dictionary(
-                        uniqueKeysWithValues: sources.flags.map { (AbsoluteConfigKey(stringLiteral: $0.key), ConfigValue(.string($0.value), isSecret: false)) }
+                        uniqueKeysWithValues: sources.flags.map {
+                            (AbsoluteConfigKey(stringLiteral: $0.key), ConfigValue(.string($0.value), isSecret: false))
+                        }
                     )),
                 describe: { _ in "command line" }),
             Source(

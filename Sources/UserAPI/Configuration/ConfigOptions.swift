@@ -79,6 +79,12 @@ extension ConfigOption {
             },
             render: { seconds($0.database.statementTimeout) }),
         ConfigOption(
+            "database.acquire_timeout", help: "Longest wait for a free PostgreSQL connection before answering 503.",
+            apply: { c, v throws(ConfigValueParser.Invalid) in
+                c.database.acquireTimeout = try ConfigValueParser.duration(v, in: 0.05...300)
+            },
+            render: { seconds($0.database.acquireTimeout) }),
+        ConfigOption(
             "database.tls_mode", help: "PostgreSQL TLS: disable, require, or verify-full (checks the CA and host name).",
             apply: { c, v throws(ConfigValueParser.Invalid) in
                 c.database.tlsMode = try ConfigValueParser.choice(v, AppConfig.Database.TLSMode.self)
@@ -93,7 +99,8 @@ extension ConfigOption {
             apply: { c, v throws(ConfigValueParser.Invalid) in c.database.migrateOnStart = try ConfigValueParser.bool(v) },
             render: { "\($0.database.migrateOnStart)" }),
         ConfigOption(
-            "database.sqlite.synchronous", help: "full: fsync every commit (durable on power loss); normal: faster, crash-safe only.",
+            "database.sqlite.synchronous",
+            help: "full: fsync every commit (durable on power loss); normal: faster, crash-safe only.",
             apply: { c, v throws(ConfigValueParser.Invalid) in
                 c.database.sqliteSynchronous = try ConfigValueParser.choice(v, SQLiteSettings.Synchronous.self)
             },
@@ -106,7 +113,8 @@ extension ConfigOption {
             render: { seconds($0.database.sqliteBusyTimeout) }),
         ConfigOption(
             "database.sqlite.readers", help: "SQLite reader connections (reads run beside the single writer).",
-            apply: { c, v throws(ConfigValueParser.Invalid) in c.database.sqliteReaders = try ConfigValueParser.int(v, in: 1...64) },
+            apply: { c, v throws(ConfigValueParser.Invalid) in c.database.sqliteReaders = try ConfigValueParser.int(v, in: 1...64)
+            },
             render: { "\($0.database.sqliteReaders)" }),
         ConfigOption(
             "database.max_queued_writes", help: "Writes waiting for the database before new ones get a fast 503.",
@@ -138,7 +146,9 @@ extension ConfigOption {
             render: { $0.log.level.rawValue }),
         ConfigOption(
             "log.format", help: "text or json (default: text on a terminal, json otherwise).",
-            apply: { c, v throws(ConfigValueParser.Invalid) in c.log.format = try ConfigValueParser.choice(v, AppConfig.Log.Format.self) },
+            apply: { c, v throws(ConfigValueParser.Invalid) in
+                c.log.format = try ConfigValueParser.choice(v, AppConfig.Log.Format.self)
+            },
             render: { $0.log.format.rawValue }),
         ConfigOption(
             "log.access", help: "Log one line per request.",
@@ -152,7 +162,8 @@ extension ConfigOption {
             render: { seconds($0.shutdown.drainDelay) }),
         ConfigOption(
             "shutdown.timeout", help: "Then give in-flight requests this long to finish.",
-            apply: { c, v throws(ConfigValueParser.Invalid) in c.shutdown.timeout = try ConfigValueParser.duration(v, in: 0...600) },
+            apply: { c, v throws(ConfigValueParser.Invalid) in c.shutdown.timeout = try ConfigValueParser.duration(v, in: 0...600)
+            },
             render: { seconds($0.shutdown.timeout) }),
         ConfigOption(
             "metrics.enabled", help: "Serve Prometheus metrics at /metrics.",

@@ -9,8 +9,10 @@ public enum ConfigReport {
 
     public static func render(_ loaded: LoadedConfig, format: Format) -> String {
         let rows = ConfigOption.all.map { option in
-            (key: option.key, value: option.render(loaded.config) ?? "", source: loaded.origins[option.key] ?? "default",
-             help: option.help)
+            (
+                key: option.key, value: option.render(loaded.config) ?? "", source: loaded.origins[option.key] ?? "default",
+                help: option.help
+            )
         }
         switch format {
         case .table:
@@ -46,7 +48,8 @@ public enum ConfigReport {
                 var value = option.render(defaults) ?? ""
                 if option.key == "instance.name" { value = "$HOSTNAME" }
                 if option.key == "log.format" { value = "text on a terminal, else json" }
-                out += "| `\(option.key)` | `\(env)` | \(value.isEmpty ? "–" : "`\(value)`") | \(option.help) |\n"
+                let help = option.help.replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+                out += "| `\(option.key)` | `\(env)` | \(value.isEmpty ? "–" : "`\(value)`") | \(help) |\n"
             }
             return out
         }

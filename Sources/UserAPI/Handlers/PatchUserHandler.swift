@@ -15,8 +15,10 @@ struct PatchUserHandler {
             accepting: [JSONBody.mergePatch, JSONBody.json])
         let ifMatch = request.headers[.ifMatch]
         let user = try await deps.store.update(id: id) { current in
+            // Invalid input is reported as such (422) whatever the precondition says.
+            let fields = try UserValidation.applyMergePatch(patch, to: current)
             try UserRoutes.checkIfMatch(ifMatch, current)
-            return try UserValidation.applyMergePatch(patch, to: current)
+            return fields
         }
         return Responses.user(user)
     }

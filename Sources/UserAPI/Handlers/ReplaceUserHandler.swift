@@ -12,8 +12,10 @@ struct ReplaceUserHandler {
             request, context: context, maxSize: deps.config.http.maxBodySize, accepting: [JSONBody.json])
         let ifMatch = request.headers[.ifMatch]
         let user = try await deps.store.update(id: id) { current in
+            // Invalid input is reported as such (422) whatever the precondition says.
+            let fields = try UserValidation.validateDocument(body, current: current)
             try UserRoutes.checkIfMatch(ifMatch, current)
-            return try UserValidation.validateDocument(body, current: current)
+            return fields
         }
         return Responses.user(user)
     }

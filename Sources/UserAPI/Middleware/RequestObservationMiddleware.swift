@@ -38,10 +38,14 @@ struct RequestObservationMiddleware: RouterMiddleware {
         response.headers[Self.requestIDHeader] = requestID
 
         let duration = ContinuousClock.now - start
-        let route = context.endpointPath ?? "unmatched"
+        // Only known templates become labels: anything else (Hummingbird names
+        // misses "NotFound") is one "unmatched" series, so scanners cannot
+        // explode the metric cardinality.
+        let routeIndex = context.endpointPath.flatMap { Self.routeIndex[$0] }
+        let route = routeIndex != nil ? context.endpointPath! : "unmatched"
         let status = Int(response.status.code)
         metrics?.requestFinished(
-            method: request.method, route: route, routeIndex: Self.routeIndex[route] ?? RouteTable.routes.count,
+            method: request.method, route: route, routeIndex: routeIndex ?? RouteTable.routes.count,
             status: status, duration: duration)
         if accessLog {
             context.logger.info(

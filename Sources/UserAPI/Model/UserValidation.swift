@@ -1,5 +1,5 @@
 /// The writable part of a user after validation and normalisation:
-/// `name` trimmed, `username` trimmed and lower-cased, `email` trimmed.
+/// `name` trimmed, `username` lower-cased.
 public struct UserFields: Sendable, Equatable {
     public var name: String
     public var username: String
@@ -63,7 +63,9 @@ public enum UserValidation {
     /// member, which is an error here because every writable field is required.
     public static func applyMergePatch(_ patch: JSONValue, to current: User) throws(ValidationFailed) -> UserFields {
         guard case .object(let object) = patch else {
-            throw ValidationFailed(errors: [FieldError(field: "body", message: "a merge patch must be a JSON object, not \(patch.typeName)")])
+            throw ValidationFailed(errors: [
+                FieldError(field: "body", message: "a merge patch must be a JSON object, not \(patch.typeName)")
+            ])
         }
         var errors = checkUnknownAndReadOnly(object, current: current)
         var result = UserFields(current)
@@ -153,8 +155,10 @@ public enum UserValidation {
     static func validateName(_ raw: String) -> Result<String, FieldErrorMessage> {
         let name = raw.trimmingWhitespace()
         if name.isEmpty { return .failure(.init(message: "must not be empty")) }
-        if name.count > nameMaxLength {
-            return .failure(.init(message: "must be at most \(nameMaxLength) characters (got \(name.count))"))
+        // Unicode code points, as JSON Schema's maxLength counts them.
+        let length = name.unicodeScalars.count
+        if length > nameMaxLength {
+            return .failure(.init(message: "must be at most \(nameMaxLength) characters (got \(length))"))
         }
         if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
             return .failure(.init(message: "must not contain control characters such as line breaks or tabs"))
@@ -162,54 +166,55 @@ public enum UserValidation {
         return .success(name)
     }
 
+    /// ASCII letters (stored lower-case), digits, `.`, `_`, `-`. Checked before
+    /// lower-casing so look-alikes such as the Kelvin sign (which lower-cases
+    /// to "k") cannot slip in.
     static func validateUsername(_ raw: String) -> Result<String, FieldErrorMessage> {
-        let username = raw.trimmingWhitespace().lowercased()
-        let allowed = username.utf8.allSatisfy { c in
-            (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z")) || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9"))
+        let allowed = raw.utf8.allSatisfy { c in
+            (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z")) || (c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z"))
+                || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9"))
                 || c == UInt8(ascii: ".") || c == UInt8(ascii: "_") || c == UInt8(ascii: "-")
         }
-        guard usernameLength.contains(username.utf8.count), allowed else {
+        guard usernameLength.contains(raw.utf8.count), allowed else {
             return .failure(
                 .init(message: "must be 3 to 32 characters, each a letter a-z, a digit, '.', '_' or '-'"))
         }
-        return .success(username)
+        return .success(raw.lowercased())
     }
 
-    /// A pragmatic address check: one `@`, a local part without spaces or
-    /// specials, and a dotted domain of letters, digits and hyphens (IDNs in
-    /// their punycode form). It catches typos, not every RFC 5322 curiosity.
-    static func validateEmail(_ raw: String) -> Result<String, FieldErrorMessage> {
-        let email = raw.trimmingWhitespace()
+    /// A pragmatic address check that catches typos, not every RFC 5322
+    /// curiosity: dot-separated atoms of printable ASCII before the `@`, a
+    /// dotted host name after it whose last label is letters (or an `xn--`
+    /// IDN label), at most 254 characters. The same rule is the `Email`
+    /// pattern in openapi.yaml, so clients can validate before sending.
+    static func validateEmail(_ email: String) -> Result<String, FieldErrorMessage> {
         let invalid = FieldErrorMessage(message: "must be an email address like name@example.com")
         if email.isEmpty { return .failure(.init(message: "must not be empty")) }
         if email.utf8.count > emailMaxLength {
             return .failure(.init(message: "must be at most \(emailMaxLength) characters"))
         }
-        let parts = email.split(separator: "@", omittingEmptySubsequences: false)
+        let parts = email.utf8.split(separator: UInt8(ascii: "@"), omittingEmptySubsequences: false)
         guard parts.count == 2 else { return .failure(invalid) }
-        let local = parts[0].utf8
-        let domain = parts[1]
-        let forbiddenLocal = Set("()<>[]\\,;:\" ".utf8)
-        guard (1...64).contains(local.count),
-            local.allSatisfy({ $0 > 0x20 && $0 < 0x7F && !forbiddenLocal.contains($0) }),
-            local.first != UInt8(ascii: "."), local.last != UInt8(ascii: "."),
-            !parts[0].contains("..")
+        let atomCharacters = Set("!#$%&'*+/=?^_`{|}~-".utf8)
+        func isAlphanumeric(_ c: UInt8) -> Bool {
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A)
+        }
+        let atoms = parts[0].split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+        guard atoms.allSatisfy({ !$0.isEmpty && $0.allSatisfy { isAlphanumeric($0) || atomCharacters.contains($0) } })
         else { return .failure(invalid) }
-        let labels = domain.split(separator: ".", omittingEmptySubsequences: false)
-        guard labels.count >= 2, domain.utf8.count <= 253 else { return .failure(invalid) }
-        for label in labels {
-            let bytes = label.utf8
-            guard (1...63).contains(bytes.count),
-                bytes.allSatisfy({ c in
-                    (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z")) || (c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z"))
-                        || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) || c == UInt8(ascii: "-")
-                }),
-                bytes.first != UInt8(ascii: "-"), bytes.last != UInt8(ascii: "-")
+        let labels = parts[1].split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+        guard labels.count >= 2 else { return .failure(invalid) }
+        for label in labels.dropLast() {
+            guard let first = label.first, let last = label.last, isAlphanumeric(first), isAlphanumeric(last),
+                label.allSatisfy({ isAlphanumeric($0) || $0 == UInt8(ascii: "-") })
             else { return .failure(invalid) }
         }
-        guard let tld = labels.last, tld.count >= 2, tld.utf8.contains(where: { !($0 >= 0x30 && $0 <= 0x39) }) else {
-            return .failure(invalid)
-        }
+        let tld = labels.last!
+        let letters = tld.count >= 2 && tld.allSatisfy { ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) }
+        let idn =
+            tld.count > 4 && String(decoding: tld.prefix(4), as: UTF8.self).lowercased() == "xn--"
+            && tld.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: "-") } && isAlphanumeric(tld.last!)
+        guard letters || idn else { return .failure(invalid) }
         return .success(email)
     }
 }

@@ -21,6 +21,10 @@ public final class PostgresUserStore: UserStore {
     private let client: PostgresClient
     private let logger: Logger
     private let timeout: Duration
+    /// How long a request may wait for a pooled connection. Short, because a
+    /// long wait means the database is down or the pool is exhausted, and
+    /// either way a quick 503 serves the client better than a slow one.
+    private let acquireTimeout: Duration
     private let breaker = CircuitBreaker(openFor: .seconds(1))
     private let pool: PoolGauges
 
@@ -28,10 +32,14 @@ public final class PostgresUserStore: UserStore {
     /// Arbitrary constant naming the migration lock among all advisory locks.
     static let migrationLockKey: Int64 = 0x7573_6572_6170_6931
 
-    private init(client: PostgresClient, location: String, timeout: Duration, logger: Logger, pool: PoolGauges) {
+    private init(
+        client: PostgresClient, location: String, timeout: Duration, acquireTimeout: Duration, logger: Logger,
+        pool: PoolGauges
+    ) {
         self.client = client
         self.location = location
         self.timeout = timeout
+        self.acquireTimeout = acquireTimeout
         self.logger = logger
         self.pool = pool
     }
@@ -63,7 +71,8 @@ public final class PostgresUserStore: UserStore {
         let gauges = PoolGauges(max: config.poolSize, metrics: metrics)
         let location = "postgres://\(url.user)@\(url.host):\(url.port)/\(url.database)"
         return PostgresUserStore(
-            client: client, location: location, timeout: config.statementTimeout, logger: logger, pool: gauges)
+            client: client, location: location, timeout: config.statementTimeout,
+            acquireTimeout: min(config.acquireTimeout, config.statementTimeout), logger: logger, pool: gauges)
     }
 
     static func tls(mode: AppConfig.Database.TLSMode, sslModeInURL: String?, caFile: String?) throws
@@ -111,13 +120,13 @@ public final class PostgresUserStore: UserStore {
         }
         let client = self.client
         let pool = self.pool
+        let leased = LeaseFlag()
         do {
-            let value = try await withDeadline(timeout) {
+            let value = try await withDeadline(timeout, untilStarted: acquireTimeout, started: leased) {
                 pool.waiting(+1)
-                var leased = false
-                defer { if !leased { pool.waiting(-1) } }
+                defer { if !leased.isSet { pool.waiting(-1) } }
                 return try await client.withConnection { connection in
-                    leased = true
+                    leased.set()
                     pool.waiting(-1)
                     pool.inUse(+1)
                     defer { pool.inUse(-1) }
@@ -128,7 +137,10 @@ public final class PostgresUserStore: UserStore {
             return value
         } catch is DeadlineExceeded {
             breaker.recordFailure()
-            throw StoreError.unavailable(reason: "postgres did not answer within \(timeout)")
+            throw StoreError.unavailable(
+                reason: leased.isSet
+                    ? "postgres did not answer within \(timeout)"
+                    : "no database connection became available within \(acquireTimeout)")
         } catch let error as PSQLError {
             if Self.isUnavailable(error) {
                 breaker.recordFailure()
@@ -329,7 +341,7 @@ public final class PostgresUserStore: UserStore {
                     """, logger: logger)
                 return user
             }
-        } catch where Self.isUniqueViolation(error) {
+        } catch  where Self.isUniqueViolation(error) {
             throw try await conflict(for: user, excluding: nil)
         }
     }
@@ -364,7 +376,7 @@ public final class PostgresUserStore: UserStore {
                     """, logger: logger)
                 return updated
             }
-        } catch where Self.isUniqueViolation(error) {
+        } catch  where Self.isUniqueViolation(error) {
             guard let user = attempted.withLock({ $0 }) else { throw error }
             throw try await conflict(for: user, excluding: id)
         }
@@ -411,7 +423,7 @@ public final class PostgresUserStore: UserStore {
                 }
                 return written
             }
-        } catch where Self.isUniqueViolation(error) {
+        } catch  where Self.isUniqueViolation(error) {
             guard let user = current.withLock({ $0 }) else { throw error }
             throw ImportConflict(id: user.id, error: try await conflict(for: user, excluding: user.id))
         }
@@ -498,5 +510,32 @@ final class PoolGauges: Sendable {
             return c.waiting
         }
         waitingGauge?.set(Double(value))
+    }
+}
+
+/// Set once a request holds a pooled connection; switches its deadline from
+/// the acquire timeout to the statement timeout.
+final class LeaseFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    var isSet: Bool { value.load(ordering: .acquiring) }
+    func set() { value.store(true, ordering: .releasing) }
+}
+
+/// Like `withDeadline`, with a shorter first deadline that applies until `started` is set.
+func withDeadline<T: Sendable>(
+    _ timeout: Duration, untilStarted startTimeout: Duration, started: LeaseFlag,
+    _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    try await withThrowingTaskGroup(of: T.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: startTimeout)
+            if !started.isSet { throw DeadlineExceeded() }
+            try await Task.sleep(for: timeout - startTimeout)
+            throw DeadlineExceeded()
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next() else { throw DeadlineExceeded() }
+        return first
     }
 }

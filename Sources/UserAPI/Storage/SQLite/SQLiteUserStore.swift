@@ -46,6 +46,7 @@ public final class SQLiteUserStore: UserStore {
     private let writerTask: Mutex<Task<Void, Never>?> = Mutex(nil)
     private let logger: Logger
     private let closed = Atomic<Bool>(false)
+    private let closing = Mutex<Task<Void, Never>?>(nil)
 
     static let columns = "id, name, username, email, created_at, updated_at, version"
 
@@ -71,11 +72,17 @@ public final class SQLiteUserStore: UserStore {
         let pool = NIOThreadPool(numberOfThreads: settings.readers + 1)
         pool.start()
         let eventLoop = MultiThreadedEventLoopGroup.singleton.any()
-        do {
-            let writer = try await SQLiteConnection.open(
+        var opened: [SQLiteConnection] = []
+        func connect() async throws -> SQLiteConnection {
+            let connection = try await SQLiteConnection.open(
                 storage: .file(path: settings.path), threadPool: pool, logger: logger, on: eventLoop)
+            opened.append(connection)
             // busy_timeout replaces sqlite-nio's spinning busy handler with SQLite's sleeping one.
-            _ = try await writer.query("PRAGMA busy_timeout = \(settings.busyTimeoutMillis)")
+            _ = try await connection.query("PRAGMA busy_timeout = \(settings.busyTimeoutMillis)")
+            return connection
+        }
+        do {
+            let writer = try await connect()
             let mode = try await writer.query("PRAGMA journal_mode = WAL").first?.column("journal_mode")?.string
             guard mode?.lowercased() == "wal" else {
                 throw StoreError.unavailable(reason: "could not switch \(settings.path) to WAL mode (got \(mode ?? "nothing"))")
@@ -83,9 +90,7 @@ public final class SQLiteUserStore: UserStore {
             _ = try await writer.query("PRAGMA synchronous = \(settings.synchronous.rawValue.uppercased())")
             var readers: [SQLiteConnection] = []
             for _ in 0..<settings.readers {
-                let reader = try await SQLiteConnection.open(
-                    storage: .file(path: settings.path), threadPool: pool, logger: logger, on: eventLoop)
-                _ = try await reader.query("PRAGMA busy_timeout = \(settings.busyTimeoutMillis)")
+                let reader = try await connect()
                 _ = try await reader.query("PRAGMA query_only = ON")
                 readers.append(reader)
             }
@@ -93,6 +98,7 @@ public final class SQLiteUserStore: UserStore {
             store.startWriter()
             return store
         } catch {
+            for connection in opened { try? await connection.close() }
             try? await pool.shutdownGracefully()
             throw error
         }
@@ -156,9 +162,18 @@ public final class SQLiteUserStore: UserStore {
         return result as! T
     }
 
-    private var reader: SQLiteConnection {
+    /// Runs a read on the next reader connection (round robin). Storage-level
+    /// failures (closed, busy beyond the timeout, I/O) become
+    /// `StoreError.unavailable`: a 503 the client can retry, not a 500.
+    private func read<T>(_ body: (SQLiteConnection) async throws -> T) async throws -> T {
+        guard !closed.load(ordering: .relaxed) else { throw StoreError.unavailable(reason: "the database is closed") }
         let i = nextReader.wrappingAdd(1, ordering: .relaxed).oldValue
-        return readers[i % readers.count]
+        do {
+            return try await body(readers[i % readers.count])
+        } catch let error as SQLiteError where error.isUnavailable {
+            logger.warning("sqlite: read failed", metadata: ["error": "\(error)"])
+            throw StoreError.unavailable(reason: "sqlite: \(error.reason)")
+        }
     }
 
     /// Pending writes; exported as a metric so saturation is visible.
@@ -173,7 +188,8 @@ public final class SQLiteUserStore: UserStore {
             _ = try await conn.query(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
             )
-            let current = try await conn.query("SELECT coalesce(max(version), 0) AS v FROM schema_migrations")
+            let current =
+                try await conn.query("SELECT coalesce(max(version), 0) AS v FROM schema_migrations")
                 .first?.column("v")?.integer ?? 0
             var applied: [Int] = []
             for migration in Schema.migrations where migration.version > current {
@@ -191,17 +207,19 @@ public final class SQLiteUserStore: UserStore {
 
     /// The schema version recorded in the file (0 for a new database).
     public func schemaVersion() async throws -> Int {
-        let exists = try await reader.query(
-            "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
-        ).first?.column("n")?.integer ?? 0
-        guard exists > 0 else { return 0 }
-        return try await reader.query("SELECT coalesce(max(version), 0) AS v FROM schema_migrations")
-            .first?.column("v")?.integer ?? 0
+        try await read { reader in
+            let exists =
+                try await reader.query(
+                    "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+                ).first?.column("n")?.integer ?? 0
+            guard exists > 0 else { return 0 }
+            return try await reader.query("SELECT coalesce(max(version), 0) AS v FROM schema_migrations")
+                .first?.column("v")?.integer ?? 0
+        }
     }
 
     public func ping() async throws {
-        guard !closed.load(ordering: .relaxed) else { throw StoreError.unavailable(reason: "closed") }
-        _ = try await reader.query("SELECT 1")
+        _ = try await read { try await $0.query("SELECT 1") }
     }
 
     public func list(_ query: UserListQuery) async throws -> [User] {
@@ -223,11 +241,13 @@ public final class SQLiteUserStore: UserStore {
         if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }
         sql += " ORDER BY id LIMIT ?"
         binds.append(.integer(query.limit))
-        return try await reader.query(sql, binds).map(Self.decode)
+        return try await read { try await $0.query(sql, binds).map(Self.decode) }
     }
 
     public func get(id: String) async throws -> User? {
-        try await reader.query("SELECT \(Self.columns) FROM users WHERE id = ?", [.text(id)]).first.map(Self.decode)
+        try await read {
+            try await $0.query("SELECT \(Self.columns) FROM users WHERE id = ?", [.text(id)]).first.map(Self.decode)
+        }
     }
 
     public func create(_ user: User) async throws -> User {
@@ -308,7 +328,7 @@ public final class SQLiteUserStore: UserStore {
     }
 
     public func count() async throws -> Int {
-        try await reader.query("SELECT count(*) AS n FROM users").first?.column("n")?.integer ?? 0
+        try await read { try await $0.query("SELECT count(*) AS n FROM users").first?.column("n")?.integer ?? 0 }
     }
 
     /// Reads users in id order for `db copy`, `limit` at a time.
@@ -322,14 +342,32 @@ public final class SQLiteUserStore: UserStore {
         await shutdown()
     }
 
+    /// Idempotent; every caller waits until the store is fully closed.
     public func shutdown() async {
-        guard !closed.exchange(true, ordering: .relaxed) else { return }
+        // Closing must complete even when the caller was cancelled (sqlite-nio
+        // refuses work from cancelled tasks), or queued writes and open file
+        // handles would be abandoned: run it in a task of its own.
+        let task = closing.withLock { current -> Task<Void, Never> in
+            if let current { return current }
+            closed.store(true, ordering: .relaxed)
+            let task = Task { await self.closeEverything() }
+            current = task
+            return task
+        }
+        await task.value
+    }
+
+    private func closeEverything() async {
         queue.close()
         await writerTask.withLock { $0 }?.value
         // Fold the WAL back into the main file so the directory holds one file at rest.
         _ = try? await writer.query("PRAGMA wal_checkpoint(TRUNCATE)")
         for connection in readers + [writer] {
-            try? await connection.close()
+            do {
+                try await connection.close()
+            } catch {
+                logger.error("sqlite: closing a connection failed", metadata: ["error": "\(error)"])
+            }
         }
         try? await threadPool.shutdownGracefully()
         logger.info("sqlite: closed", metadata: ["path": "\(settings.path)"])
@@ -376,6 +414,17 @@ public struct ImportConflict: Error, Sendable {
 }
 
 extension SQLiteError {
+    /// Failures of the storage itself rather than of the statement: lock
+    /// timeouts, I/O, a full disk, a file that cannot be opened, a closed connection.
+    var isUnavailable: Bool {
+        switch reason {
+        case .error, .mismatch, .range, .tooBig, .constraint, .constraintUniqueFailed, .constraintPrimaryKeyFailed,
+            .constraintNotNullFailed, .constraintCheckFailed, .schema:
+            false
+        default: true
+        }
+    }
+
     var isConstraintViolation: Bool {
         switch reason {
         case .constraint, .constraintUniqueFailed, .constraintPrimaryKeyFailed: true

@@ -1,0 +1,156 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import Testing
+
+@testable import UserAPI
+
+@Suite("Status, probes, metrics, OpenAPI")
+struct OperationsAPITests {
+    @Test("GET / tells which service, version, instance and storage answered; browsers get HTML")
+    func status() async throws {
+        let dir = TempDir()
+        try await withApp(try await testConfig(dir)) { client, _ in
+            let json = try await client.request(.get, "/", token: nil)
+            #expect(json.status == .ok)
+            let body = try json.object()
+            #expect(body["service"] as? String == "userapi")
+            #expect(body["version"] as? String == BuildInfo.version)
+            #expect(body["commit"] as? String == BuildInfo.commit)
+            #expect(body["instance"] as? String == "test-instance")
+            #expect(body["storage"] as? String == "sqlite")
+            #expect(body["uptime_seconds"] is Int)
+
+            let html = try await client.request(
+                .get, "/", headers: [.accept: "text/html,application/xhtml+xml,*/*;q=0.8"], token: nil)
+            #expect(html.headers[.contentType] == "text/html; charset=utf-8")
+            #expect(html.text.contains("test-instance"))
+            #expect(html.text.contains("<html"))
+            let api = try await client.request(.get, "/", headers: [.accept: "application/json, text/html"], token: nil)
+            #expect(api.headers[.contentType] == "application/json")
+        }
+    }
+
+    @Test("GET /version returns the build stamp")
+    func version() async throws {
+        let dir = TempDir()
+        try await withApp(try await testConfig(dir)) { client, _ in
+            let body = try await client.request(.get, "/version", token: nil).object()
+            #expect(Set(body.keys) == ["version", "commit", "built"])
+            #expect(body["version"] as? String == BuildInfo.version)
+        }
+    }
+
+    @Test("liveness and readiness, plain and verbose; readiness fails while draining, liveness does not")
+    func probes() async throws {
+        let dir = TempDir()
+        try await withApp(try await testConfig(dir)) { client, app in
+            #expect(try await client.request(.get, "/healthz", token: nil).object()["status"] as? String == "ok")
+            #expect(try await client.request(.get, "/readyz", token: nil).object()["status"] as? String == "ready")
+            let verbose = try await client.request(.get, "/readyz?verbose", token: nil)
+            #expect(verbose.status == .ok)
+            #expect(verbose.text.contains("[+]storage ok ("))
+            #expect(verbose.text.contains("readyz check passed"))
+
+            app.state.beginDraining()
+            let draining = try await client.request(.get, "/readyz", token: nil)
+            let problem = try draining.problem(.serviceUnavailable)
+            #expect((problem["detail"] as? String)?.contains("draining") == true)
+            let drainingVerbose = try await client.request(.get, "/readyz?verbose", token: nil)
+            #expect(drainingVerbose.status == .serviceUnavailable)
+            #expect(drainingVerbose.text.contains("[-]shutdown failed: draining"))
+            #expect(try await client.request(.get, "/healthz", token: nil).status == .ok)
+            #expect(try await client.request(.get, "/users", token: nil).status == .ok, "still serving while draining")
+        }
+    }
+
+    @Test("readiness fails when storage is gone, liveness stays up")
+    func readinessFollowsStorage() async throws {
+        let dir = TempDir()
+        try await withApp(try await testConfig(dir)) { client, app in
+            await app.store.shutdown()
+            try await client.request(.get, "/readyz", token: nil).problem(.serviceUnavailable)
+            #expect(try await client.request(.get, "/healthz", token: nil).status == .ok)
+            try await client.request(.get, "/users", token: nil).problem(.serviceUnavailable)
+        }
+    }
+
+    @Test("metrics expose request counts by route template, durations, storage, process and build info")
+    func metrics() async throws {
+        let dir = TempDir()
+        try await withApp(try await testConfig(dir)) { client, _ in
+            let id = try #require(try await client.createUser("Ada", "ada", "ada@example.com")["id"] as? String)
+            _ = try await client.request(.get, "/users/\(id)", token: nil)
+            _ = try await client.request(.get, "/users/\(UserID.make())", token: nil)
+            _ = try await client.request(.get, "/no/such/\(UUID().uuidString)", token: nil)
+            let response = try await client.request(.get, "/metrics", token: nil)
+            #expect(response.headers[.contentType]?.hasPrefix("text/plain; version=0.0.4") == true)
+            let text = response.text
+            #expect(text.contains(#"http_requests_total{method="POST",route="/users",status="201"} 1"#))
+            #expect(text.contains(#"http_requests_total{method="GET",route="/users/{id}",status="200"} 1"#))
+            #expect(text.contains(#"http_requests_total{method="GET",route="/users/{id}",status="404"} 1"#))
+            #expect(text.contains(#"http_requests_total{method="GET",route="unmatched",status="404"} 1"#))
+            #expect(!text.contains(id), "raw paths never become labels")
+            #expect(text.contains(#"http_request_duration_seconds_bucket{method="GET",route="/users/{id}",le="#))
+            #expect(text.contains("http_requests_in_flight"))
+            #expect(text.contains(#"userapi_storage_operation_duration_seconds_count{backend="sqlite",operation="create"} 1"#))
+            #expect(text.contains(#"userapi_storage_errors_total{backend="sqlite",operation="get",kind="unavailable"} 0"#))
+            #expect(text.contains(#"userapi_build_info{version="\#(BuildInfo.version)",commit="\#(BuildInfo.commit)"} 1"#))
+            #expect(text.contains("userapi_sqlite_write_queue_depth 0"))
+            for name in [
+                "process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds", "process_start_time_seconds",
+            ] {
+                let line = try #require(text.split(separator: "\n").first { $0.hasPrefix(name + " ") }, "missing \(name)")
+                #expect((Double(line.split(separator: " ")[1]) ?? 0) > 0, "\(line)")
+            }
+        }
+    }
+
+    @Test("metrics can move to their own port, leaving none on the API port")
+    func metricsPort() async throws {
+        let dir = TempDir()
+        var config = try await testConfig(dir)
+        let port = try freePort()
+        config.metrics.port = port
+        try await withApp(config) { client, _ in
+            try await client.request(.get, "/metrics", token: nil).problem(.notFound)
+            let (data, response) = try await httpGet("http://127.0.0.1:\(port)/metrics")
+            #expect(response == 200)
+            #expect(String(decoding: data, as: UTF8.self).contains("userapi_build_info"))
+        }
+    }
+
+    @Test("the OpenAPI document is served")
+    func openAPI() async throws {
+        let dir = TempDir()
+        try await withApp(try await testConfig(dir)) { client, _ in
+            let response = try await client.request(.get, "/openapi.yaml", token: nil)
+            #expect(response.status == .ok)
+            #expect(response.headers[.contentType] == "application/yaml")
+            #expect(response.text.hasPrefix("openapi: 3.1"))
+        }
+    }
+
+    @Test("over the in-flight limit requests get a fast 503; probes are exempt")
+    func loadShedding() async throws {
+        let dir = TempDir()
+        var config = try await testConfig(dir)
+        config.http.maxInFlight = 1
+        let port = try freePort()
+        config.http.port = port
+        let app = try await buildApplication(config, logger: TestEnv.logger)
+        try await app.test(.live) { client in
+            // Hold one slot with a request whose body never finishes arriving.
+            let slow = try SlowClient(port: app.port)
+            try slow.send(
+                "POST /users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\nAuthorization: Bearer \(TestEnv.token)\r\n\r\n{"
+            )
+            try await Task.sleep(for: .milliseconds(200))
+            let shed = try await client.request(.get, "/users", token: nil)
+            try shed.problem(.serviceUnavailable)
+            #expect(shed.headers[.retryAfter] == "1")
+            #expect(try await client.request(.get, "/readyz", token: nil).status == .ok)
+            slow.close()
+        }
+    }
+}

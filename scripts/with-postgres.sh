@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Runs a command with a throwaway PostgreSQL server: initdb into a temp dir
+# (as an unprivileged user when started as root, since postgres refuses to run
+# as root), listen on a free loopback port only, export the URL, run the
+# command, stop the server and delete the data. Exit status is the command's.
+#
+#   scripts/with-postgres.sh swift test
+#
+# Exports USERAPI_TEST_POSTGRES_URL=postgres://userapi:<random>@127.0.0.1:<port>/userapi
+# plus PGDATA_DIR, PG_BIN and PG_PORT for tests that stop/start the server (outage tests).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+pg_bin="${PG_BIN:-}"
+if [[ -z "$pg_bin" ]]; then
+  for dir in /usr/lib/postgresql/*/bin; do [[ -x "$dir/initdb" ]] && pg_bin="$dir"; done
+fi
+if [[ -z "$pg_bin" ]]; then
+  "$root/scripts/tools/ensure-apt.sh" postgresql
+  for dir in /usr/lib/postgresql/*/bin; do [[ -x "$dir/initdb" ]] && pg_bin="$dir"; done
+fi
+[[ -n "$pg_bin" ]] || { echo "with-postgres: no PostgreSQL server binaries found" >&2; exit 1; }
+
+run_as=()
+if [[ "$(id -u)" -eq 0 ]]; then
+  # postgres will not run as root; use the 'postgres' system user (created by the package) or nobody.
+  pg_user=postgres
+  id "$pg_user" >/dev/null 2>&1 || pg_user=nobody
+  run_as=(setpriv --reuid="$pg_user" --regid="$(id -g "$pg_user")" --clear-groups --)
+fi
+
+work="$(mktemp -d /tmp/userapi-pg.XXXXXX)"
+chmod 755 "$work"
+data="$work/data"
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+password="$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
+printf '%s\n' "$password" > "$work/pwfile"
+if [[ ${#run_as[@]} -gt 0 ]]; then chown -R "$pg_user" "$work"; fi
+
+cleanup() {
+  "${run_as[@]}" "$pg_bin/pg_ctl" -D "$data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+"${run_as[@]}" "$pg_bin/initdb" -D "$data" -U userapi --pwfile="$work/pwfile" -A scram-sha-256 \
+  --no-sync -E UTF8 --locale=C.UTF-8 >"$work/initdb.log" 2>&1 || { cat "$work/initdb.log" >&2; exit 1; }
+cat >>"$data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$work'
+fsync = on
+max_connections = 200
+CONF
+"${run_as[@]}" "$pg_bin/pg_ctl" -D "$data" -l "$work/server.log" -w -t 30 start >/dev/null \
+  || { cat "$work/server.log" >&2; exit 1; }
+PGPASSWORD="$password" "$pg_bin/psql" -h 127.0.0.1 -p "$port" -U userapi -d postgres -qc "CREATE DATABASE userapi" >/dev/null
+
+export USERAPI_TEST_POSTGRES_URL="postgres://userapi:$password@127.0.0.1:$port/userapi"
+export PGDATA_DIR="$data" PG_BIN="$pg_bin" PG_PORT="$port" PG_RUN_AS="${run_as[*]:-}"
+echo "with-postgres: PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port" >&2
+set +e
+"$@"
+status=$?
+set -e
+exit $status
