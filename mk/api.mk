@@ -1,0 +1,7 @@
+# The HTTP contract: openapi.yaml validated, then Schemathesis against the running server.
+
+TEST_TARGETS += test-api
+
+.PHONY: test-api
+test-api: build ## OpenAPI document check + Schemathesis fuzzing against SQLite and PostgreSQL
+	scripts/with-postgres.sh scripts/api/fuzz.sh
