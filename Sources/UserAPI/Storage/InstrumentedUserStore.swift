@@ -40,7 +40,9 @@ struct InstrumentedUserStore: UserStore {
         switch error {
         case StoreError.notFound, StoreError.conflict: nil
         case StoreError.overloaded: "overloaded"
-        case StoreError.unavailable: "unavailable"
+        case StoreError.unavailable, StoreError.schemaOutdated: "unavailable"
+        // A caller's deadline (e.g. the readiness probe's 800 ms) ran out: the database did not answer.
+        case is CancellationError, is DeadlineExceeded: "unavailable"
         case is Problem, is ValidationFailed: nil
         default: "internal"
         }
