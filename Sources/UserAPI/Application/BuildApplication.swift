@@ -21,7 +21,7 @@ public func buildApplication(_ config: AppConfig, logger: Logger) async throws -
     metrics?.declareStorageErrors(backend: backend.backend)
 
     let deps = AppDependencies(config: config, store: store, tokens: tokens, metrics: metrics, state: state)
-    let router = buildRouter(deps, tracing: config.tracing.enabled)
+    let router = buildRouter(deps, tracing: config.tracing.enabled, logger: logger)
 
     var services: [any Service] = [tokens, StorageService(store: backend)]
     if let metrics, config.metrics.port != 0 {

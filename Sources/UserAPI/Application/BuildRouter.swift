@@ -1,12 +1,15 @@
 import Hummingbird
+import Logging
 
 /// Wires handlers to the routes of `RouteTable`, behind the shared middleware.
-func buildRouter(_ deps: AppDependencies, tracing: Bool) -> Router<AppRequestContext> {
+func buildRouter(_ deps: AppDependencies, tracing: Bool, logger: Logger) -> Router<AppRequestContext> {
     let router = Router(context: AppRequestContext.self)
     if tracing {
         router.add(middleware: TracingMiddleware(recordingHeaders: [.userAgent], redactingQueryParameters: ["email"]))
     }
-    router.add(middleware: RequestObservationMiddleware(metrics: deps.metrics, accessLog: deps.config.log.access))
+    router.add(
+        middleware: RequestObservationMiddleware(
+            metrics: deps.metrics, accessLog: AccessLog(config: deps.config, logger: logger)))
     router.add(middleware: ProblemMiddleware())
     if deps.config.http.maxInFlight > 0 {
         router.add(middleware: LoadSheddingMiddleware(limit: deps.config.http.maxInFlight))

@@ -41,6 +41,7 @@ public enum ServerRunner {
                 logger.notice("stopped")
             }
             // Whichever finishes first (normally the service group) ends the run.
+            defer { StdoutSink.shared.flush() }
             try await tasks.next()
             tasks.cancelAll()
         }
@@ -54,6 +55,7 @@ public enum ServerRunner {
             seen += 1
             if seen >= 2 {
                 logger.warning("second \(signal) received, exiting immediately")
+                StdoutSink.shared.flush()
                 exit(signal == .sigint ? 130 : 143)
             }
         }

@@ -32,7 +32,9 @@ public struct UserAPIApplication: ApplicationProtocol {
     ) {
         self.responder = responder
         self.configuration = ApplicationConfiguration(
-            address: .hostname(config.http.host, port: config.http.port), serverName: nil, backlog: 1024)
+            address: .hostname(config.http.host, port: config.http.port), serverName: nil, backlog: 1024,
+            availableConnectionsDelegate: config.http.maxConnections > 0
+                ? MaximumAvailableConnections(config.http.maxConnections) : nil)
         self.logger = logger
         self.services = services
         self.server = .http1(configuration: .init(idleTimeout: .nanoseconds(Int64(config.http.idleTimeout.seconds * 1e9))))
@@ -56,6 +58,10 @@ public struct UserAPIApplication: ApplicationProtocol {
                 "host": .string(config.http.host), "port": .stringConvertible(port),
                 "storage": .string(store.location), "version": .string(BuildInfo.version),
             ])
+        if config.memory.releaseStartupPages {
+            let released = MemoryTrim.releaseStartupPages()
+            logger.debug("memory: released start-up pages", metadata: ["mapped_bytes": .stringConvertible(released)])
+        }
     }
 }
 

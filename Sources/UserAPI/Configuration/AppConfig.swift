@@ -14,6 +14,9 @@ public struct AppConfig: Sendable {
         public var idleTimeout: Duration = .seconds(60)
         /// Requests processed at once before new ones get a fast 503; 0 = unlimited.
         public var maxInFlight = 1024
+        /// Open connections accepted at once (each costs ~30 KB); more wait in
+        /// the listen backlog. Bounds memory under a connection flood. 0 = unlimited.
+        public var maxConnections = 4096
         public init() {}
     }
 
@@ -35,6 +38,7 @@ public struct AppConfig: Sendable {
         public var sqliteSynchronous: SQLiteSettings.Synchronous = .full
         public var sqliteBusyTimeout: Duration = .seconds(5)
         public var sqliteReaders = 2
+        public var sqliteCachedUsers = 10_000
         public var maxQueuedWrites = 1024
         public init() {}
     }
@@ -67,6 +71,13 @@ public struct AppConfig: Sendable {
         public init() {}
     }
 
+    public struct Memory: Sendable {
+        /// Once ready, hand the pages of the binary touched only during start-up
+        /// back to the kernel (see MemoryTrim).
+        public var releaseStartupPages = true
+        public init() {}
+    }
+
     public struct Metrics: Sendable {
         public var enabled = true
         /// Serve /metrics on this port instead of the API port (0 = API port).
@@ -87,6 +98,7 @@ public struct AppConfig: Sendable {
     public var log = Log()
     public var shutdown = Shutdown()
     public var metrics = Metrics()
+    public var memory = Memory()
     public var tracing = Tracing()
     /// Host or pod name reported by `/` and in logs.
     public var instanceName = AppConfig.defaultInstanceName()

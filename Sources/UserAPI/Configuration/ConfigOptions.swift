@@ -54,6 +54,12 @@ extension ConfigOption {
             },
             render: { "\($0.http.maxInFlight)" }),
         ConfigOption(
+            "http.max_connections", help: "Connections accepted at once (more wait in the backlog; bounds memory). 0 = no limit.",
+            apply: { c, v throws(ConfigValueParser.Invalid) in
+                c.http.maxConnections = try ConfigValueParser.int(v, in: 0...1_000_000)
+            },
+            render: { "\($0.http.maxConnections)" }),
+        ConfigOption(
             "database.url", secret: true,
             help: "sqlite:<path> (embedded, default) or postgres://user@host:5432/db.",
             apply: { c, v throws(ConfigValueParser.Invalid) in c.database.url = try ConfigValueParser.databaseURL(v) },
@@ -117,6 +123,13 @@ extension ConfigOption {
             },
             render: { "\($0.database.sqliteReaders)" }),
         ConfigOption(
+            "database.sqlite.cached_users",
+            help: "Users kept in memory for reads by id (coherent: this process is the file's only writer). 0 = off.",
+            apply: { c, v throws(ConfigValueParser.Invalid) in
+                c.database.sqliteCachedUsers = try ConfigValueParser.int(v, in: 0...10_000_000)
+            },
+            render: { "\($0.database.sqliteCachedUsers)" }),
+        ConfigOption(
             "database.max_queued_writes", help: "Writes waiting for the database before new ones get a fast 503.",
             apply: { c, v throws(ConfigValueParser.Invalid) in
                 c.database.maxQueuedWrites = try ConfigValueParser.int(v, in: 1...1_000_000)
@@ -173,6 +186,11 @@ extension ConfigOption {
             "metrics.port", help: "Serve /metrics on this separate port instead (0 = the API port).",
             apply: { c, v throws(ConfigValueParser.Invalid) in c.metrics.port = try ConfigValueParser.int(v, in: 0...65535) },
             render: { "\($0.metrics.port)" }),
+        ConfigOption(
+            "memory.release_startup_pages",
+            help: "Once ready, return the binary's start-up-only pages to the kernel (lower resident memory).",
+            apply: { c, v throws(ConfigValueParser.Invalid) in c.memory.releaseStartupPages = try ConfigValueParser.bool(v) },
+            render: { "\($0.memory.releaseStartupPages)" }),
         ConfigOption(
             "tracing.enabled", help: "Export OpenTelemetry traces over OTLP/HTTP (also on with OTEL_TRACES_EXPORTER=otlp).",
             apply: { c, v throws(ConfigValueParser.Invalid) in c.tracing.enabled = try ConfigValueParser.bool(v) },

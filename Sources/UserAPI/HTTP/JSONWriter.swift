@@ -46,7 +46,22 @@ struct JSONWriter {
     mutating func string(_ value: String) {
         separator()
         bytes.append(UInt8(ascii: "\""))
-        for byte in value.utf8 {
+        var value = value
+        // Most strings need no escaping: copy them in one go, escape only when needed.
+        value.withUTF8 { utf8 in
+            if !utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C || $0 == 0x7F }) {
+                bytes.append(contentsOf: utf8)
+            } else {
+                appendEscaped(utf8)
+            }
+        }
+        bytes.append(UInt8(ascii: "\""))
+        needsComma = true
+    }
+
+    private mutating func appendEscaped(_ utf8: UnsafeBufferPointer<UInt8>) {
+        let hex = Array("0123456789abcdef".utf8)
+        for byte in utf8 {
             switch byte {
             case UInt8(ascii: "\""): bytes.append(contentsOf: [0x5C, 0x22])
             case UInt8(ascii: "\\"): bytes.append(contentsOf: [0x5C, 0x5C])
@@ -54,13 +69,10 @@ struct JSONWriter {
             case 0x0D: bytes.append(contentsOf: [0x5C, UInt8(ascii: "r")])
             case 0x09: bytes.append(contentsOf: [0x5C, UInt8(ascii: "t")])
             case 0..<0x20, 0x7F:
-                let hex = Array("0123456789abcdef".utf8)
                 bytes.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
             default: bytes.append(byte)
             }
         }
-        bytes.append(UInt8(ascii: "\""))
-        needsComma = true
     }
 
     mutating func number(_ value: Int) {
@@ -85,6 +97,47 @@ struct JSONWriter {
         separator()
         bytes.append(contentsOf: (value ? "true" : "false").utf8)
         needsComma = true
+    }
+
+    /// Writes `text` verbatim as a value; the caller guarantees it is valid JSON.
+    mutating func raw(_ text: String) {
+        separator()
+        bytes.append(contentsOf: text.utf8)
+        needsComma = true
+    }
+
+    /// Writes a string value whose characters need no escaping, produced by `body`.
+    mutating func rawString(_ body: (inout [UInt8]) -> Void) {
+        separator()
+        bytes.append(UInt8(ascii: "\""))
+        body(&bytes)
+        bytes.append(UInt8(ascii: "\""))
+        needsComma = true
+    }
+
+    /// True when `text` is a number in JSON's grammar (`-?int(.frac)?(e[+-]?exp)?`).
+    static func isJSONNumber(_ text: String) -> Bool {
+        var bytes = text.utf8.makeIterator()
+        var c = bytes.next()
+        if c == UInt8(ascii: "-") { c = bytes.next() }
+        func isDigit(_ c: UInt8?) -> Bool { c.map { $0 >= 0x30 && $0 <= 0x39 } ?? false }
+        guard isDigit(c) else { return false }
+        let leadingZero = c == UInt8(ascii: "0")
+        c = bytes.next()
+        if leadingZero, isDigit(c) { return false }
+        while isDigit(c) { c = bytes.next() }
+        if c == UInt8(ascii: ".") {
+            c = bytes.next()
+            guard isDigit(c) else { return false }
+            while isDigit(c) { c = bytes.next() }
+        }
+        if c == UInt8(ascii: "e") || c == UInt8(ascii: "E") {
+            c = bytes.next()
+            if c == UInt8(ascii: "+") || c == UInt8(ascii: "-") { c = bytes.next() }
+            guard isDigit(c) else { return false }
+            while isDigit(c) { c = bytes.next() }
+        }
+        return c == nil
     }
 
     mutating func null() {

@@ -52,14 +52,28 @@ struct ListUsersHandler {
     }
 
     static func nextURL(limit: Int, after: String, username: String?, email: String?) -> String {
-        var components = URLComponents()
-        components.path = "/users"
-        var items = [URLQueryItem(name: "limit", value: String(limit)), URLQueryItem(name: "after", value: after)]
-        if let username { items.append(URLQueryItem(name: "username", value: username)) }
-        if let email { items.append(URLQueryItem(name: "email", value: email)) }
-        components.queryItems = items
-        // URLComponents leaves '+' and '@' alone; '+' would read back as a space.
-        components.percentEncodedQuery = components.percentEncodedQuery?.replacingOccurrences(of: "+", with: "%2B")
-        return components.string ?? "/users"
+        var url = "/users?limit=\(limit)&after=\(after)"
+        if let username { url += "&username=" + percentEncoded(username) }
+        if let email { url += "&email=" + percentEncoded(email) }
+        return url
+    }
+
+    /// RFC 3986 query-value encoding: unreserved characters and `@` stay, the
+    /// rest (notably `+`, which would read back as a space, and `&`, `=`, `#`) is escaped.
+    static func percentEncoded(_ value: String) -> String {
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(value.utf8.count)
+        for byte in value.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+                UInt8(ascii: "~"), UInt8(ascii: "@"):
+                out.append(byte)
+            default:
+                out.append(contentsOf: [UInt8(ascii: "%"), hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -19,12 +19,14 @@ struct LoadSheddingMiddleware: RouterMiddleware {
         self.limit = limit
     }
 
-    static let exempt: Set<String> = ["/healthz", "/readyz", "/metrics"]
+    static func isExempt(_ path: String) -> Bool {
+        path == "/healthz" || path == "/readyz" || path == "/metrics"
+    }
 
     func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
-        if Self.exempt.contains(request.uri.path) { return try await next(request, context) }
+        if Self.isExempt(request.uri.path) { return try await next(request, context) }
         let current = counter.inFlight.wrappingAdd(1, ordering: .relaxed).newValue
         defer { counter.inFlight.wrappingSubtract(1, ordering: .relaxed) }
         guard current <= limit else {

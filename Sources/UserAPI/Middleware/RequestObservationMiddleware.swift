@@ -1,6 +1,7 @@
 import HTTPTypes
 import Hummingbird
 import Logging
+import Synchronization
 
 /// Outermost middleware: gives every request an id (the client's
 /// `X-Request-ID` when it is sane, a new one otherwise), echoes it, and
@@ -9,7 +10,7 @@ struct RequestObservationMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
 
     let metrics: AppMetrics?
-    let accessLog: Bool
+    let accessLog: AccessLog
 
     static let requestIDHeader = HTTPField.Name("X-Request-ID")!
 
@@ -47,18 +48,9 @@ struct RequestObservationMiddleware: RouterMiddleware {
         metrics?.requestFinished(
             method: request.method, route: route, routeIndex: routeIndex ?? RouteTable.routes.count,
             status: status, duration: duration)
-        if accessLog {
-            context.logger.info(
-                "request",
-                metadata: [
-                    "method": .string(request.method.rawValue),
-                    "route": .string(route),
-                    "path": .string(request.uri.path),
-                    "status": .stringConvertible(status),
-                    "duration_ms": .stringConvertible((duration.seconds * 1_000_000).rounded() / 1000),
-                    "bytes": .stringConvertible(response.body.contentLength ?? 0),
-                ])
-        }
+        accessLog.record(
+            method: request.method.rawValue, route: route, path: request.uri.path, status: status,
+            duration: duration, bytes: response.body.contentLength ?? 0, requestID: requestID)
         return response
     }
 
@@ -73,10 +65,21 @@ struct RequestObservationMiddleware: RouterMiddleware {
         return ok ? value : nil
     }
 
+    /// A random 32-bit prefix chosen at start and a 32-bit counter: 16 hex
+    /// digits, unique within the process and across replicas in practice,
+    /// without a getrandom(2) call per request.
+    private static let idPrefix = UInt64(UInt32.random(in: .min ... .max)) << 32
+    private static let idCounter = Atomic<UInt32>(0)
+
     static func newRequestID() -> String {
-        var random = SystemRandomNumberGenerator()
-        let value = random.next() as UInt64
-        let hex = String(value, radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex
+        var value = idPrefix | UInt64(idCounter.wrappingAdd(1, ordering: .relaxed).newValue)
+        let digits: [UInt8] = Array("0123456789abcdef".utf8)
+        return String(unsafeUninitializedCapacity: 16) { buffer in
+            for i in (0..<16).reversed() {
+                buffer[i] = digits[Int(value & 0xF)]
+                value >>= 4
+            }
+            return 16
+        }
     }
 }

@@ -14,6 +14,14 @@ public enum Timestamp {
     }
 
     public static func rfc3339(millis: Int64) -> String {
+        var out = [UInt8]()
+        out.reserveCapacity(24)
+        appendRFC3339(millis: millis, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends the 24-byte RFC 3339 form to `out`, without an intermediate String.
+    static func appendRFC3339(millis: Int64, to out: inout [UInt8]) {
         let ms = Int(((millis % 1000) + 1000) % 1000)
         let totalSeconds = (millis - Int64(ms)) / 1000
         var days = Int(totalSeconds / 86_400)
@@ -23,33 +31,34 @@ public enum Timestamp {
             days -= 1
         }
         let (year, month, day) = civil(fromDays: days)
-        var out = [UInt8]()
-        out.reserveCapacity(24)
-        func digits(_ value: Int, _ width: Int) {
-            var divisor = 1
-            for _ in 1..<width { divisor *= 10 }
-            var v = value
-            while divisor > 0 {
-                out.append(UInt8(48 + (v / divisor) % 10))
-                v %= divisor
-                divisor /= 10
+        let hour = secondsOfDay / 3600
+        let minute = (secondsOfDay / 60) % 60
+        let second = secondsOfDay % 60
+        // "YYYY-MM-DDTHH:MM:SS.mmmZ": fixed width, written through one buffer.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { b in
+            func two(_ value: Int, at i: Int) {
+                b[i] = UInt8(48 + value / 10)
+                b[i + 1] = UInt8(48 + value % 10)
             }
+            let y = max(0, min(year, 9999))
+            two(y / 100, at: 0)
+            two(y % 100, at: 2)
+            b[4] = UInt8(ascii: "-")
+            two(month, at: 5)
+            b[7] = UInt8(ascii: "-")
+            two(day, at: 8)
+            b[10] = UInt8(ascii: "T")
+            two(hour, at: 11)
+            b[13] = UInt8(ascii: ":")
+            two(minute, at: 14)
+            b[16] = UInt8(ascii: ":")
+            two(second, at: 17)
+            b[19] = UInt8(ascii: ".")
+            b[20] = UInt8(48 + ms / 100)
+            two(ms % 100, at: 21)
+            b[23] = UInt8(ascii: "Z")
+            out.append(contentsOf: b)
         }
-        digits(year, 4)
-        out.append(UInt8(ascii: "-"))
-        digits(month, 2)
-        out.append(UInt8(ascii: "-"))
-        digits(day, 2)
-        out.append(UInt8(ascii: "T"))
-        digits(secondsOfDay / 3600, 2)
-        out.append(UInt8(ascii: ":"))
-        digits((secondsOfDay / 60) % 60, 2)
-        out.append(UInt8(ascii: ":"))
-        digits(secondsOfDay % 60, 2)
-        out.append(UInt8(ascii: "."))
-        digits(ms, 3)
-        out.append(UInt8(ascii: "Z"))
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// Converts days since 1970-01-01 to a proleptic Gregorian (year, month, day).

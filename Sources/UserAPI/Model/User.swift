@@ -52,9 +52,9 @@ extension User {
         writer.key("email")
         writer.string(email)
         writer.key("created_at")
-        writer.string(Timestamp.rfc3339(millis: createdAt))
+        writer.rawString { Timestamp.appendRFC3339(millis: createdAt, to: &$0) }
         writer.key("updated_at")
-        writer.string(Timestamp.rfc3339(millis: updatedAt))
+        writer.rawString { Timestamp.appendRFC3339(millis: updatedAt, to: &$0) }
         writer.endObject()
     }
 }

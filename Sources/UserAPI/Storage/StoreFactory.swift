@@ -10,6 +10,7 @@ public enum StoreFactory {
             settings.busyTimeoutMillis = Int(config.database.sqliteBusyTimeout.milliseconds)
             settings.readers = config.database.sqliteReaders
             settings.maxQueuedWrites = config.database.maxQueuedWrites
+            settings.cachedUsers = config.database.sqliteCachedUsers
             let store = try await SQLiteUserStore.open(settings, logger: logger)
             if let metrics {
                 let depth = metrics.gauge(

@@ -81,3 +81,14 @@ struct JSONTests {
         #expect((parsed?["list"] as? [Any])?.count == 3)
     }
 }
+
+@Suite("Next-page links")
+struct NextURLTests {
+    @Test("filter values are percent-encoded so they read back unchanged")
+    func encodes() throws {
+        let url = ListUsersHandler.nextURL(limit: 5, after: "0193", username: "a b", email: "x+y&z=1#@example.com")
+        #expect(url == "/users?limit=5&after=0193&username=a%20b&email=x%2By%26z%3D1%23@example.com")
+        let components = try #require(URLComponents(string: url))
+        #expect(components.queryItems?.first { $0.name == "email" }?.value == "x+y&z=1#@example.com")
+    }
+}

@@ -21,6 +21,8 @@ public struct SQLiteSettings: Sendable, Equatable {
     public var readers: Int = 2
     public var maxQueuedWrites: Int = 1024
     public var maxBatch: Int = 256
+    /// Users kept in memory for reads by id (0 turns the cache off).
+    public var cachedUsers: Int = 10_000
 
     public init(path: String) {
         self.path = path
@@ -47,6 +49,7 @@ public final class SQLiteUserStore: UserStore {
     private let logger: Logger
     private let closed = Atomic<Bool>(false)
     private let closing = Mutex<Task<Void, Never>?>(nil)
+    let cache: UserCache
 
     static let columns = "id, name, username, email, created_at, updated_at, version"
 
@@ -59,6 +62,7 @@ public final class SQLiteUserStore: UserStore {
         self.writer = writer
         self.readers = readers
         self.queue = SQLiteWriteQueue(capacity: settings.maxQueuedWrites)
+        self.cache = UserCache(capacity: settings.cachedUsers)
         self.logger = logger
     }
 
@@ -245,13 +249,17 @@ public final class SQLiteUserStore: UserStore {
     }
 
     public func get(id: String) async throws -> User? {
-        try await read {
+        let (cached, generation) = cache.get(id)
+        if let cached { return cached }
+        let user = try await read {
             try await $0.query("SELECT \(Self.columns) FROM users WHERE id = ?", [.text(id)]).first.map(Self.decode)
         }
+        if let user { cache.fill(user, readAt: generation) }
+        return user
     }
 
     public func create(_ user: User) async throws -> User {
-        try await write { conn in
+        let created = try await write { conn in
             do {
                 _ = try await conn.query(
                     "INSERT INTO users (id, name, username, email, email_key, created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -261,10 +269,12 @@ public final class SQLiteUserStore: UserStore {
             }
             return user
         }
+        cache.store(created)
+        return created
     }
 
     public func update(id: String, _ change: @escaping @Sendable (User) throws -> UserFields) async throws -> User {
-        try await write { conn in
+        let updated = try await write { conn in
             guard
                 let current = try await conn.query("SELECT \(Self.columns) FROM users WHERE id = ?", [.text(id)])
                     .first.map(Self.decode)
@@ -289,6 +299,8 @@ public final class SQLiteUserStore: UserStore {
             }
             return updated
         }
+        cache.store(updated)
+        return updated
     }
 
     public func delete(id: String, _ check: @escaping @Sendable (User) throws -> Void) async throws {
@@ -300,10 +312,13 @@ public final class SQLiteUserStore: UserStore {
             try check(current)
             _ = try await conn.query("DELETE FROM users WHERE id = ?", [.text(id)])
         }
+        cache.remove(id)
     }
 
     public func importUsers(_ users: [User]) async throws -> Int {
         guard !users.isEmpty else { return 0 }
+        // Whatever happened, the rows may have changed: start the cache afresh.
+        defer { cache.clear() }
         return try await write { conn in
             var written = 0
             for user in users {

