@@ -1,0 +1,424 @@
+#!/usr/bin/env python3
+"""Rollout and failure drills with real processes and a real load balancer.
+
+What Kubernetes would do, measured on one machine: release userapi binaries,
+PostgreSQL, and HAProxy standing in for the Service/Ingress (health checks on
+the chart's readiness probe). Settings (drain delay, shutdown timeout, probe
+path and timing, grace period, minReadySeconds, surge, memory limit) come
+from the rendered Helm chart, so the drills test what would ship.
+
+  drills.py [--short] [--only rolling,crash,database,sqlite,overload]
+
+Each drill prints what it does and a result row; the run ends with a table,
+writes JSON and Markdown to bench/results/, and exits non-zero when an
+expectation fails. Everything runs on 127.0.0.1, bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cluster import (  # noqa: E402
+    ROOT, Balancer, ChartSettings, Postgres, Replica, free_port, http_get, kill_all, version_of, workdir)
+from load import Load, verify_acknowledged  # noqa: E402
+
+PG_VALUES = {
+    "replicaCount": 3,
+    "database": {"type": "postgres"},
+    "postgres": {"external": {"host": "db.internal", "existingSecret": "userapi-db"}, "tls": {"mode": "disable"}},
+}
+SQLITE_VALUES: dict = {}
+
+
+class Drill:
+    def __init__(self, name: str):
+        self.name = name
+        self.row: dict = {"drill": name}
+        self.failures: list[str] = []
+
+    def say(self, text: str) -> None:
+        print(f"  [{self.name}] {text}", flush=True)
+
+    def expect(self, ok: bool, what: str) -> None:
+        if not ok:
+            self.failures.append(what)
+            self.say(f"EXPECTATION FAILED: {what}")
+
+
+def stats(d: Drill, result, acknowledged_ok: int, acknowledged_total: int) -> None:
+    s = result.summary()
+    d.row.update({"sent": s["sent"], "ok": s["ok"], "failed": s["failed"], "p99_ms": s["p99_ms"],
+                  "writes_verified": f"{acknowledged_ok}/{acknowledged_total}"})
+
+
+def rolling_update(args, pg: Postgres, old_bin: str, new_bin: str) -> Drill:
+    d = Drill("rolling update")
+    s = ChartSettings.render(PG_VALUES)
+    d.say(f"chart: {s.replicas} replicas, maxSurge {s.max_surge}, maxUnavailable {s.max_unavailable}, "
+          f"minReadySeconds {s.min_ready_seconds:g}, drain {s.drain_delay:g}s, timeout {s.shutdown_timeout:g}s, "
+          f"grace {s.grace_period:g}s, readiness {s.readiness_path} every {s.readiness_period:g}s")
+    work, token = workdir(), os.urandom(12).hex()
+    url = pg.fresh_database()
+    lb = Balancer(s, slots=s.replicas * 2, workdir=work)
+    old_version, new_version = version_of(old_bin), version_of(new_bin)
+    replicas = [Replica(old_bin, f"old-{i}", s, url, token, work) for i in range(s.replicas)]
+    for r in replicas:
+        r.wait_ready(s.readiness_path)
+        lb.add(r)
+    for r in replicas:
+        lb.wait_serving(r, s.readiness_period * 3)
+    d.say(f"{len(replicas)} replicas of {old_version} serving behind haproxy {lb.url}")
+    load = Load(lb.url, token, rate=args.rate).start()
+    time.sleep(args.warmup)
+    new_replicas = []
+    for i, old in enumerate(list(replicas)):
+        new = Replica(new_bin, f"new-{i}", s, url, token, work)
+        new.wait_ready(s.readiness_path)
+        lb.add(new)
+        lb.wait_serving(new, s.readiness_period * 3)
+        time.sleep(s.min_ready_seconds)  # the Deployment counts it available only after this
+        new_replicas.append(new)
+        # Pod deletion: SIGTERM and endpoint removal start together; proxies see the
+        # removal after a propagation delay, which the app's drain delay must cover.
+        old.signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        threading.Timer(args.propagation, lb.remove, args=(old,)).start()
+        code = old.wait_exit(s.grace_period)
+        if code is None:
+            old.signal(signal.SIGKILL)
+            d.expect(False, f"{old.name} outlived the grace period ({s.grace_period:g}s) and was killed")
+        else:
+            d.expect(code == 0, f"{old.name} exited {code}, not 0")
+        d.say(f"replaced {old.name} by {new.name}: old exited {code} after {time.monotonic() - t0:.1f}s")
+        old.stop_now()
+    time.sleep(args.cooldown)
+    result = load.stop()
+    found, missing = verify_acknowledged(new_replicas[0].url, result.acknowledged)
+    stats(d, result, found, len(result.acknowledged))
+    versions = [v for _, v in result.versions_seen]
+    d.row["versions"] = f"{old_version} -> {new_version}"
+    d.expect(sum(result.summary()["failed"].values()) == 0, f"failed requests: {result.summary()['failed']}")
+    d.expect(not missing, f"{len(missing)} acknowledged writes are missing")
+    d.expect(old_version in versions and versions[-1] == new_version,
+             f"the / status did not show {old_version} then {new_version} (saw {sorted(set(versions))})")
+    d.expect(len(result.acknowledged) > 0, "no write was acknowledged during the drill")
+    kill_all(new_replicas)
+    lb.stop()
+    shutil.rmtree(work, ignore_errors=True)
+    return d
+
+
+def crash(args, pg: Postgres, binary: str) -> Drill:
+    d = Drill("crash (kill -9)")
+    s = ChartSettings.render(PG_VALUES)
+    work, token = workdir(), os.urandom(12).hex()
+    url = pg.fresh_database()
+    lb = Balancer(s, slots=s.replicas + 1, workdir=work)
+    replicas = [Replica(binary, f"pod-{i}", s, url, token, work) for i in range(s.replicas)]
+    for r in replicas:
+        r.wait_ready(s.readiness_path)
+        lb.add(r)
+    for r in replicas:
+        lb.wait_serving(r, s.readiness_period * 3)
+    load = Load(lb.url, token, rate=args.rate).start()
+    time.sleep(args.warmup)
+    victim = replicas[0]
+    t_kill = time.monotonic()
+    victim.signal(signal.SIGKILL)
+    victim.stop_now()
+    d.say(f"killed {victim.name} with SIGKILL under {args.rate:g} req/s")
+    # The kubelet restarts the container: a new process on the same "pod" (same endpoint).
+    time.sleep(1.0)
+    restarted = Replica(binary, "pod-0-restarted", s, url, token, work)
+    restarted.wait_ready(s.readiness_path)
+    lb.remove(victim)
+    lb.add(restarted)
+    lb.wait_serving(restarted, s.readiness_period * 3)
+    recovery = time.monotonic() - t_kill
+    d.say(f"replacement serving {recovery:.1f}s after the kill")
+    time.sleep(args.cooldown)
+    result = load.stop()
+    found, missing = verify_acknowledged(replicas[1].url, result.acknowledged)
+    stats(d, result, found, len(result.acknowledged))
+    d.row["recovery_s"] = round(recovery, 1)
+    failed = sum(result.summary()["failed"].values())
+    # Only requests in flight on the killed process may fail (the balancer retries refused connections).
+    d.expect(failed <= args.workers, f"{failed} failed requests, more than could have been in flight ({args.workers})")
+    d.expect(not missing, f"{len(missing)} acknowledged writes are missing")
+    kill_all(replicas[1:] + [restarted])
+    lb.stop()
+    shutil.rmtree(work, ignore_errors=True)
+    return d
+
+
+def database_restart(args, pg: Postgres, binary: str) -> Drill:
+    d = Drill("database restart")
+    s = ChartSettings.render(PG_VALUES)
+    statement_timeout = 5.0
+    work, token = workdir(), os.urandom(12).hex()
+    url = pg.fresh_database()
+    lb = Balancer(s, slots=s.replicas, workdir=work)
+    replicas = [Replica(binary, f"pod-{i}", s, url, token, work) for i in range(s.replicas)]
+    for r in replicas:
+        r.wait_ready(s.readiness_path)
+        lb.add(r)
+    for r in replicas:
+        lb.wait_serving(r, s.readiness_period * 3)
+    load = Load(lb.url, token, rate=args.rate).start()
+    time.sleep(args.warmup)
+    # Probe one replica directly too: the balancer answers its own 503 once all are unready.
+    direct = Load(replicas[0].url, token, rate=20, workers=4).start()
+    pg.stop()
+    t_stop = time.monotonic()
+    d.say(f"PostgreSQL stopped for {args.outage:g}s under load")
+    readiness_during = set()
+    while time.monotonic() - t_stop < args.outage:
+        readiness_during.add(http_get(replicas[1].url + s.readiness_path, timeout=2)[0])
+        time.sleep(0.25)
+    pg.start()
+    t_start = time.monotonic()
+    recovered = None
+    while time.monotonic() - t_start < 30:
+        if all(http_get(r.url + s.readiness_path, timeout=2)[0] == 200 for r in replicas):
+            recovered = time.monotonic() - t_start
+            break
+        time.sleep(0.1)
+    d.say(f"PostgreSQL back; all replicas ready again after {recovered if recovered is None else round(recovered, 2)}s")
+    # Traffic through the balancer resumes once its health checks see readiness again.
+    time.sleep(s.readiness_period + args.cooldown)
+    result, direct_result = load.stop(), direct.stop()
+    found, missing = verify_acknowledged(replicas[0].url, result.acknowledged | direct_result.acknowledged)
+    stats(d, result, found, len(result.acknowledged) + len(direct_result.acknowledged))
+    d.row["recovery_s"] = None if recovered is None else round(recovered, 2)
+    outage_records = [r for r in direct_result.records if t_stop <= r.at <= t_start]
+    kinds = {r.outcome for r in outage_records}
+    statuses = {r.status for r in outage_records if r.outcome == "5xx"}
+    slowest = max((r.latency for r in outage_records), default=0.0)
+    d.row["outage_answers"] = f"{len(outage_records)} direct, statuses {sorted(statuses)}, slowest {slowest * 1000:.0f} ms"
+    d.expect(503 in readiness_during and 200 not in readiness_during, f"readiness during the outage: {sorted(readiness_during)}")
+    d.expect(statuses <= {503}, f"errors during the outage were not all 503: {sorted(statuses)}")
+    d.expect("conn-error" not in kinds and "timeout" not in kinds, f"connection errors or timeouts during the outage: {kinds}")
+    d.expect(slowest <= statement_timeout + 1, f"a request took {slowest:.1f}s during the outage (timeout {statement_timeout:g}s)")
+    d.expect(recovered is not None and recovered <= 5.0, f"recovery took {recovered}s (expected within 5s)")
+    d.expect(all(r.alive() for r in replicas), "a replica crashed during the outage")
+    d.expect(not missing, f"{len(missing)} acknowledged writes are missing")
+    kill_all(replicas)
+    lb.stop()
+    shutil.rmtree(work, ignore_errors=True)
+    return d
+
+
+def sqlite_recreate(args, binary: str) -> Drill:
+    d = Drill("sqlite recreate")
+    s = ChartSettings.render(SQLITE_VALUES)
+    work, token = workdir(), os.urandom(12).hex()
+    url = f"sqlite:{work}/data/userapi.sqlite"
+    lb = Balancer(s, slots=2, workdir=work)
+    pod = Replica(binary, "pod-a", s, url, token, work)
+    pod.wait_ready(s.readiness_path)
+    lb.add(pod)
+    lb.wait_serving(pod, s.readiness_period * 3)
+    load = Load(lb.url, token, rate=args.rate).start()
+    time.sleep(args.warmup)
+    d.say("Recreate: the old pod terminates fully before the new one starts (one writer per SQLite file)")
+    t0 = time.monotonic()
+    pod.signal(signal.SIGTERM)
+    threading.Timer(args.propagation, lb.remove, args=(pod,)).start()
+    code = pod.wait_exit(s.grace_period)
+    d.expect(code == 0, f"old pod exited {code}")
+    pod.stop_now()
+    new = Replica(binary, "pod-b", s, url, token, work)
+    new.wait_ready(s.readiness_path)
+    lb.add(new)
+    lb.wait_serving(new, s.readiness_period * 3)
+    restart = time.monotonic() - t0
+    time.sleep(args.cooldown)
+    result = load.stop()
+    found, missing = verify_acknowledged(new.url, result.acknowledged)
+    stats(d, result, found, len(result.acknowledged))
+    ok_times = sorted(r.at for r in result.records if r.outcome == "ok")
+    gap = max((b - a for a, b in zip(ok_times, ok_times[1:])), default=0.0)
+    d.row["recovery_s"] = round(restart, 1)
+    d.row["downtime_s"] = round(gap, 1)
+    d.say(f"restart took {restart:.1f}s; longest gap without a successful answer {gap:.1f}s")
+    d.expect(not missing, f"{len(missing)} acknowledged writes are missing")
+    kill_all([new])
+    lb.stop()
+    shutil.rmtree(work, ignore_errors=True)
+    return d
+
+
+def overload(args, binary: str) -> Drill:
+    d = Drill("overload")
+    s = ChartSettings.render(SQLITE_VALUES)
+    limit = int(re.search(r"max_in_flight:\s*(\d+)", s.config_yaml).group(1)) if "max_in_flight" in s.config_yaml else 1024
+    work, token = workdir(), os.urandom(12).hex()
+    pod = Replica(binary, "pod", s, f"sqlite:{work}/users.sqlite", token, work)
+    pod.wait_ready(s.readiness_path)
+    clients = args.overload_clients
+    d.say(f"{clients} concurrent connections against one replica (max_in_flight {limit}) for {args.overload_seconds}s, "
+          f"memory limit {s.memory_limit >> 20} MiB")
+    script = work / "post.lua"
+    script.write_text(
+        'counter = 0\n'
+        'request = function()\n'
+        '  counter = counter + 1\n'
+        '  local u = string.format("ov%d_%d", math.random(1, 1000000000), counter)\n'
+        '  return wrk.format("POST", "/users", {["Content-Type"]="application/json", '
+        f'["Authorization"]="Bearer {token}"}}, '
+        '"{\\"name\\":\\"Load\\",\\"username\\":\\"" .. u .. "\\",\\"email\\":\\"" .. u .. "@load.example\\"}")\n'
+        'end\n')
+    wrk = shutil.which("wrk") or "/usr/bin/wrk"
+    probe_latencies, probe_codes = [], []
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.is_set():
+            t = time.monotonic()
+            probe_codes.append(http_get(pod.url + s.liveness_path, timeout=5)[0])
+            probe_latencies.append(time.monotonic() - t)
+            time.sleep(0.2)
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    reads = subprocess.Popen([wrk, "-t1", f"-c{clients // 2}", f"-d{args.overload_seconds}s", "--latency", "--timeout", "10s",
+                              f"{pod.url}/users?limit=50"], stdout=subprocess.PIPE, text=True)
+    writes = subprocess.Popen([wrk, "-t1", f"-c{clients - clients // 2}", f"-d{args.overload_seconds}s", "--latency",
+                               "--timeout", "10s", "-s", str(script), f"{pod.url}/users"], stdout=subprocess.PIPE, text=True)
+    peak = 0
+    while reads.poll() is None or writes.poll() is None:
+        peak = max(peak, pod.rss_bytes())
+        time.sleep(0.2)
+    out_reads, out_writes = reads.stdout.read(), writes.stdout.read()
+    stop.set()
+    prober.join()
+    t_end = time.monotonic()
+    recovered = None
+    while time.monotonic() - t_end < 10:
+        status, _ = http_get(pod.url + "/users?limit=1", timeout=2)
+        if status == 200 and http_get(pod.url + s.readiness_path, timeout=2)[0] == 200:
+            recovered = time.monotonic() - t_end
+            break
+        time.sleep(0.05)
+
+    def parse(out: str) -> dict:
+        total = int(re.search(r"(\d+) requests in", out).group(1))
+        non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
+        errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+        sock = sum(int(x) for x in errors.groups()) if errors else 0
+        p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+        return {"total": total, "non2xx": non2xx, "socket_errors": sock,
+                "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else None}
+
+    r, w = parse(out_reads), parse(out_writes)
+    d.row.update({
+        "sent": r["total"] + w["total"], "ok": r["total"] + w["total"] - r["non2xx"] - w["non2xx"] - r["socket_errors"] - w["socket_errors"],
+        "failed": {"shed (503)": r["non2xx"] + w["non2xx"], "socket errors": r["socket_errors"] + w["socket_errors"]},
+        "p99_ms": max(x for x in (r["p99_ms"], w["p99_ms"]) if x is not None),
+        "writes_verified": "-", "recovery_s": None if recovered is None else round(recovered, 2),
+        "peak_rss_mb": round(max(peak, pod.peak_rss_bytes()) / 2**20, 1),
+    })
+    d.say(f"reads {r}; writes {w}; liveness probe max {max(probe_latencies) * 1000:.0f} ms; peak RSS {d.row['peak_rss_mb']} MiB")
+    d.expect(pod.alive(), "the server died under overload")
+    d.expect(all(c == 200 for c in probe_codes), f"liveness failed during overload: {sorted(set(probe_codes))}")
+    d.expect(max(probe_latencies) < 2.0, f"liveness took {max(probe_latencies):.1f}s under overload")
+    d.expect(d.row["p99_ms"] < 10_000, f"p99 {d.row['p99_ms']} ms: requests queued beyond the timeout")
+    d.expect(recovered is not None and recovered < 2.0, f"did not recover within 2s after the load ({recovered})")
+    d.expect(d.row["peak_rss_mb"] * 2**20 < s.memory_limit, f"peak RSS {d.row['peak_rss_mb']} MiB over the chart's memory limit")
+    kill_all([pod])
+    shutil.rmtree(work, ignore_errors=True)
+    return d
+
+
+def fmt_failed(failed) -> str:
+    if isinstance(failed, dict):
+        return ", ".join(f"{k} {v}" for k, v in failed.items() if v) or "0"
+    return str(failed)
+
+
+def table(drills: list[Drill]) -> str:
+    lines = ["| Drill | Requests | OK | Failed (by kind) | Acknowledged writes verified | p99 | Recovery | Notes | Result |",
+             "| --- | ---: | ---: | --- | --- | ---: | ---: | --- | --- |"]
+    for d in drills:
+        r = d.row
+        notes = "; ".join(str(r[k]) for k in ("versions", "outage_answers") if r.get(k))
+        if r.get("downtime_s") is not None:
+            notes += f"downtime window {r['downtime_s']} s"
+        if r.get("peak_rss_mb") is not None:
+            notes += f"peak RSS {r['peak_rss_mb']} MiB"
+        rec = f"{r['recovery_s']} s" if r.get("recovery_s") is not None else "–"
+        lines.append(f"| {d.name} | {r.get('sent', 0)} | {r.get('ok', 0)} | {fmt_failed(r.get('failed', {}))} | "
+                     f"{r.get('writes_verified', '-')} | {r.get('p99_ms', '-')} ms | {rec} | {notes} | "
+                     f"{'pass' if not d.failures else 'FAIL'} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--short", action="store_true", help="CI version: rolling update and database restart, shorter")
+    parser.add_argument("--only", default="", help="comma-separated drills: rolling,crash,database,sqlite,overload")
+    parser.add_argument("--old-bin", default=os.environ.get("USERAPI_BIN_OLD"))
+    parser.add_argument("--new-bin", default=os.environ.get("USERAPI_BIN_NEW"))
+    parser.add_argument("--rate", type=float, default=200.0, help="requests per second of the steady load")
+    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--propagation", type=float, default=1.0,
+                        help="seconds until proxies stop routing to a terminating pod (endpoint propagation)")
+    args = parser.parse_args()
+    args.warmup, args.cooldown = (2.0, 1.0) if args.short else (5.0, 3.0)
+    args.outage = 5.0 if args.short else 8.0
+    args.overload_clients, args.overload_seconds = 2000, 10
+    chosen = set(filter(None, args.only.split(","))) or (
+        {"rolling", "database"} if args.short else {"rolling", "crash", "database", "sqlite", "overload"})
+    if not args.old_bin or not args.new_bin:
+        print("drills: set USERAPI_BIN_OLD and USERAPI_BIN_NEW (make drills does)", file=sys.stderr)
+        return 2
+    args.old_bin, args.new_bin = os.path.abspath(args.old_bin), os.path.abspath(args.new_bin)
+    pg = Postgres.from_env()
+    if pg is None and chosen & {"rolling", "crash", "database"}:
+        print("drills: USERAPI_TEST_POSTGRES_URL not set; run through scripts/with-postgres.sh", file=sys.stderr)
+        return 2
+    # Thousands of connections in the overload drill: raise the descriptor limit to the hard limit.
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    print(f"drills: {', '.join(sorted(chosen))}; old {args.old_bin} ({version_of(args.old_bin)}), "
+          f"new {args.new_bin} ({version_of(args.new_bin)}); load {args.rate:g} req/s", flush=True)
+    drills: list[Drill] = []
+    order = [("rolling", lambda: rolling_update(args, pg, args.old_bin, args.new_bin)),
+             ("crash", lambda: crash(args, pg, args.new_bin)),
+             ("database", lambda: database_restart(args, pg, args.new_bin)),
+             ("sqlite", lambda: sqlite_recreate(args, args.new_bin)),
+             ("overload", lambda: overload(args, args.new_bin))]
+    for key, run in order:
+        if key in chosen:
+            print(f"drill: {key}", flush=True)
+            drills.append(run())
+    text = table(drills)
+    print("\n" + text)
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (out / f"drills-{stamp}.json").write_text(json.dumps([d.row | {"failures": d.failures} for d in drills], indent=2))
+    (out / "drills-latest.md").write_text(text + "\n")
+    failed = [f"{d.name}: {f}" for d in drills for f in d.failures]
+    if failed:
+        print("\ndrills: FAILED\n  " + "\n  ".join(failed))
+        return 1
+    print("\ndrills: all expectations met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
