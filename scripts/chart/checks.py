@@ -383,11 +383,11 @@ def load_checkov_skips() -> list[dict[str, Any]]:
 
 def checkov_bin() -> str:
     """checkov from its own venv (its bc-python-hcl2 clashes with python-hcl2
-    in the shared one); CHECKOV overrides, else scripts/infra/ensure-checkov.sh
+    in the shared one); CHECKOV overrides, else scripts/tools/ensure-checkov.sh
     installs it when needed and prints its path."""
     if os.environ.get("CHECKOV"):
         return os.environ["CHECKOV"]
-    script = SCRIPTS_DIR.parent / "infra" / "ensure-checkov.sh"
+    script = SCRIPTS_DIR.parent / "tools" / "ensure-checkov.sh"
     path = subprocess.run([str(script)], text=True, capture_output=True, check=True).stdout.strip()
     os.environ["CHECKOV"] = path
     return path

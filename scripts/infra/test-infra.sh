@@ -17,7 +17,7 @@ source "$here/lib.sh"
 
 venv_bin="$(scripts/tools/ensure-venv.sh)"
 py="$venv_bin/python"
-checkov="$("$here/ensure-checkov.sh")"
+checkov="$("$here/../tools/ensure-checkov.sh")"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates (or refreshes) .tools/venv-checkov from requirements-checkov.txt and
+# Creates (or refreshes) .tools/venv-checkov from checkov-requirements.txt and
 # prints the path of its checkov executable. A separate venv because checkov's
 # bc-python-hcl2 and python-hcl2 (in the shared .tools/venv) both install a
 # module named `hcl2`. Re-installs only when the requirements file changed.
@@ -8,7 +8,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 venv="$root/.tools/venv-checkov"
 stamp="$venv/.requirements.sha256"
-req="$here/requirements-checkov.txt"
+req="$here/checkov-requirements.txt"
 want="$(sha256sum "$req" | cut -d' ' -f1)"
 if [[ ! -x "$venv/bin/python" ]]; then
   python3 -m venv "$venv" >&2
