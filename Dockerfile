@@ -20,6 +20,8 @@ ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
 # ---------------------------------------------------------------------------
 FROM ${SWIFT_IMAGE} AS build
+# Fail a RUN when any command of a pipeline fails, not only the last.
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG TARGETARCH
 ARG BUILDPLATFORM
 WORKDIR /src
