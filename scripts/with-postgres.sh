@@ -8,6 +8,8 @@
 #
 # Exports USERAPI_TEST_POSTGRES_URL=postgres://userapi:<random>@127.0.0.1:<port>/userapi
 # plus PGDATA_DIR, PG_BIN and PG_PORT for tests that stop/start the server (outage tests).
+# The server also speaks TLS with a certificate from a throwaway CA:
+# USERAPI_TEST_POSTGRES_CA is that CA, USERAPI_TEST_OTHER_CA one that did not sign it.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -35,6 +37,17 @@ data="$work/data"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 password="$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
 printf '%s\n' "$password" > "$work/pwfile"
+# TLS: a CA, and a server certificate for 127.0.0.1/localhost signed by it.
+tls="$work/tls"
+mkdir -p "$tls"
+openssl_quiet() { openssl "$@" >/dev/null 2>&1; }
+openssl_quiet req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=userapi test CA" -keyout "$tls/ca.key" -out "$tls/ca.crt"
+openssl_quiet req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=unrelated CA" -keyout "$tls/other.key" -out "$tls/other-ca.crt"
+openssl_quiet req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$tls/server.key" -out "$tls/server.csr"
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$tls/san.ext"
+openssl_quiet x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial -days 2 \
+  -extfile "$tls/san.ext" -out "$tls/server.crt"
+chmod 600 "$tls/server.key"
 if [[ ${#run_as[@]} -gt 0 ]]; then chown -R "$pg_user" "$work"; fi
 
 cleanup() {
@@ -49,6 +62,9 @@ cat >>"$data/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$work'
+ssl = on
+ssl_cert_file = '$tls/server.crt'
+ssl_key_file = '$tls/server.key'
 fsync = on
 max_connections = 200
 CONF
@@ -57,6 +73,7 @@ CONF
 PGPASSWORD="$password" "$pg_bin/psql" -h 127.0.0.1 -p "$port" -U userapi -d postgres -qc "CREATE DATABASE userapi" >/dev/null
 
 export USERAPI_TEST_POSTGRES_URL="postgres://userapi:$password@127.0.0.1:$port/userapi"
+export USERAPI_TEST_POSTGRES_CA="$tls/ca.crt" USERAPI_TEST_OTHER_CA="$tls/other-ca.crt"
 export PGDATA_DIR="$data" PG_BIN="$pg_bin" PG_PORT="$port" PG_RUN_AS="${run_as[*]:-}"
 echo "with-postgres: PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port" >&2
 set +e

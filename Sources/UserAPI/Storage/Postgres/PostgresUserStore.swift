@@ -539,3 +539,20 @@ func withDeadline<T: Sendable>(
         return first
     }
 }
+
+extension PostgresUserStore {
+    /// Whether this store's connections are encrypted, as the server sees them
+    /// (`pg_stat_ssl`). For tests and diagnostics.
+    package func connectionUsesTLS() async throws -> Bool {
+        let logger = self.logger
+        return try await withConnection { conn in
+            var encrypted = false
+            for try await ssl in try await conn.query(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", logger: logger
+            ).decode(Bool.self) {
+                encrypted = ssl
+            }
+            return encrypted
+        }
+    }
+}
