@@ -56,6 +56,18 @@ class Drill:
             self.say(f"EXPECTATION FAILED: {what}")
 
 
+def launch(lb: Balancer, s: ChartSettings, binary: str, names: list[str], url: str, token: str, work) -> list[Replica]:
+    """Starts pods and adds them to the balancer, which routes to each once
+    its readiness probe passes (as endpoints do); returns when all serve."""
+    replicas = [Replica(binary, name, s, url, token, work) for name in names]
+    for r in replicas:
+        r.wait_ready(s.readiness_path)
+        lb.add(r)
+    for r in replicas:
+        lb.wait_serving(r, s.readiness_period * 3)
+    return replicas
+
+
 def stats(d: Drill, result, acknowledged_ok: int, acknowledged_total: int) -> None:
     s = result.summary()
     d.row.update({"sent": s["sent"], "ok": s["ok"], "failed": s["failed"], "p99_ms": s["p99_ms"],
@@ -72,21 +84,13 @@ def rolling_update(args, pg: Postgres, old_bin: str, new_bin: str) -> Drill:
     url = pg.fresh_database()
     lb = Balancer(s, slots=s.replicas * 2, workdir=work)
     old_version, new_version = version_of(old_bin), version_of(new_bin)
-    replicas = [Replica(old_bin, f"old-{i}", s, url, token, work) for i in range(s.replicas)]
-    for r in replicas:
-        r.wait_ready(s.readiness_path)
-        lb.add(r)
-    for r in replicas:
-        lb.wait_serving(r, s.readiness_period * 3)
+    replicas = launch(lb, s, old_bin, [f"old-{i}" for i in range(s.replicas)], url, token, work)
     d.say(f"{len(replicas)} replicas of {old_version} serving behind haproxy {lb.url}")
     load = Load(lb.url, token, rate=args.rate).start()
     time.sleep(args.warmup)
     new_replicas = []
     for i, old in enumerate(list(replicas)):
-        new = Replica(new_bin, f"new-{i}", s, url, token, work)
-        new.wait_ready(s.readiness_path)
-        lb.add(new)
-        lb.wait_serving(new, s.readiness_period * 3)
+        new = launch(lb, s, new_bin, [f"new-{i}"], url, token, work)[0]
         time.sleep(s.min_ready_seconds)  # the Deployment counts it available only after this
         new_replicas.append(new)
         # Pod deletion: SIGTERM and endpoint removal start together; proxies see the
@@ -125,12 +129,7 @@ def crash(args, pg: Postgres, binary: str) -> Drill:
     work, token = workdir(), os.urandom(12).hex()
     url = pg.fresh_database()
     lb = Balancer(s, slots=s.replicas + 1, workdir=work)
-    replicas = [Replica(binary, f"pod-{i}", s, url, token, work) for i in range(s.replicas)]
-    for r in replicas:
-        r.wait_ready(s.readiness_path)
-        lb.add(r)
-    for r in replicas:
-        lb.wait_serving(r, s.readiness_period * 3)
+    replicas = launch(lb, s, binary, [f"pod-{i}" for i in range(s.replicas)], url, token, work)
     load = Load(lb.url, token, rate=args.rate).start()
     time.sleep(args.warmup)
     victim = replicas[0]
@@ -140,11 +139,10 @@ def crash(args, pg: Postgres, binary: str) -> Drill:
     d.say(f"killed {victim.name} with SIGKILL under {args.rate:g} req/s")
     # The kubelet restarts the container: a new process on the same "pod" (same endpoint).
     time.sleep(1.0)
-    restarted = Replica(binary, "pod-0-restarted", s, url, token, work)
-    restarted.wait_ready(s.readiness_path)
+    # Until then the dead process stays in the balancer, as a pod stays in the endpoints
+    # until its readiness probe fails: the balancer's retries are what protect clients.
+    restarted = launch(lb, s, binary, ["pod-0-restarted"], url, token, work)[0]
     lb.remove(victim)
-    lb.add(restarted)
-    lb.wait_serving(restarted, s.readiness_period * 3)
     recovery = time.monotonic() - t_kill
     d.say(f"replacement serving {recovery:.1f}s after the kill")
     time.sleep(args.cooldown)
@@ -169,12 +167,7 @@ def database_restart(args, pg: Postgres, binary: str) -> Drill:
     work, token = workdir(), os.urandom(12).hex()
     url = pg.fresh_database()
     lb = Balancer(s, slots=s.replicas, workdir=work)
-    replicas = [Replica(binary, f"pod-{i}", s, url, token, work) for i in range(s.replicas)]
-    for r in replicas:
-        r.wait_ready(s.readiness_path)
-        lb.add(r)
-    for r in replicas:
-        lb.wait_serving(r, s.readiness_period * 3)
+    replicas = launch(lb, s, binary, [f"pod-{i}" for i in range(s.replicas)], url, token, work)
     load = Load(lb.url, token, rate=args.rate).start()
     time.sleep(args.warmup)
     # Probe one replica directly too: the balancer answers its own 503 once all are unready.
@@ -225,10 +218,7 @@ def sqlite_recreate(args, binary: str) -> Drill:
     work, token = workdir(), os.urandom(12).hex()
     url = f"sqlite:{work}/data/userapi.sqlite"
     lb = Balancer(s, slots=2, workdir=work)
-    pod = Replica(binary, "pod-a", s, url, token, work)
-    pod.wait_ready(s.readiness_path)
-    lb.add(pod)
-    lb.wait_serving(pod, s.readiness_period * 3)
+    pod = launch(lb, s, binary, ["pod-a"], url, token, work)[0]
     load = Load(lb.url, token, rate=args.rate).start()
     time.sleep(args.warmup)
     d.say("Recreate: the old pod terminates fully before the new one starts (one writer per SQLite file)")
@@ -238,10 +228,7 @@ def sqlite_recreate(args, binary: str) -> Drill:
     code = pod.wait_exit(s.grace_period)
     d.expect(code == 0, f"old pod exited {code}")
     pod.stop_now()
-    new = Replica(binary, "pod-b", s, url, token, work)
-    new.wait_ready(s.readiness_path)
-    lb.add(new)
-    lb.wait_serving(new, s.readiness_period * 3)
+    new = launch(lb, s, binary, ["pod-b"], url, token, work)[0]
     restart = time.monotonic() - t0
     time.sleep(args.cooldown)
     result = load.stop()

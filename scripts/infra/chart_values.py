@@ -46,5 +46,20 @@ def render(values: dict, namespace: str = "userapi") -> list[dict]:
     return chartlib.objects(chartlib.render(values, name="userapi", namespace=namespace), include_tests=False)
 
 
+def check_and_render(values: dict, who: str, check) -> list[dict]:
+    """The shared part of every "does the chart accept these values" check:
+    the schema, then a real render. `check(ok, name, detail)` records each
+    result; returns the rendered objects (empty when Helm refused)."""
+    errors = schema_errors(values)
+    check(not errors, f"{who} chart values pass the chart's values.schema.json", "; ".join(errors))
+    try:
+        objs = render(values)
+        check(True, f"helm renders the chart with {who} values")
+        return objs
+    except Exception as exc:  # noqa: BLE001 - Helm's refusal is the finding
+        check(False, f"helm renders the chart with {who} values", str(exc)[:800])
+        return []
+
+
 def find(objs: list[dict], kind: str) -> list[dict]:
     return [o for o in objs if o.get("kind") == kind]

@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chart_values import find, render, schema_errors  # noqa: E402
+from chart_values import check_and_render, find  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "k3s" / "install.sh"
@@ -117,14 +117,7 @@ def main() -> int:
             chart = yaml.safe_load(CHART_VALUES.read_text())
             unknown = [".".join(pth) for pth in leaf_paths(values) if not has_path(chart, pth)]
             check(not unknown, "every value the script sets is a key of the chart's values.yaml", ", ".join(unknown))
-            errors = schema_errors(values)
-            check(not errors, "the script's chart values pass the chart's values.schema.json", "; ".join(errors))
-            try:
-                objs = render(values)
-                check(True, "helm renders the chart with the script's values")
-            except Exception as exc:  # noqa: BLE001 - Helm's refusal is the finding
-                objs = []
-                check(False, "helm renders the chart with the script's values", str(exc)[:800])
+            objs = check_and_render(values, "the script's", check)
             if objs:
                 dep = find(objs, "Deployment")
                 check(bool(dep) and dep[0]["spec"].get("replicas") == 1 and dep[0]["spec"]["strategy"]["type"] == "Recreate",

@@ -30,7 +30,7 @@ import hcl2
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chart_values import find, render, schema_errors  # noqa: E402
+from chart_values import check_and_render, find, schema_errors  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 # Stand-ins for values Terraform only knows at apply time, so the chart's
@@ -253,14 +253,7 @@ def main() -> int:
         unknown_refs: list[str] = []
         concrete = resolve(values, variables, resources(stack, "kubernetes_secret"), unknown_refs)
         check(not unknown_refs, "every interpolation in the chart values has a default or a sample", ", ".join(unknown_refs))
-        errors = schema_errors(concrete)
-        check(not errors, "the stack's chart values pass the chart's values.schema.json", "; ".join(errors))
-        try:
-            objs = render(concrete)
-            check(True, "helm renders the chart with the stack's values")
-        except Exception as exc:  # noqa: BLE001 - Helm's refusal is the finding
-            objs = []
-            check(False, "helm renders the chart with the stack's values", str(exc)[:800])
+        objs = check_and_render(concrete, "the stack's", check)
         if objs:
             dep = find(objs, "Deployment")
             env = {e["name"]: e.get("value") for e in dep[0]["spec"]["template"]["spec"]["containers"][0].get("env", [])} if dep else {}

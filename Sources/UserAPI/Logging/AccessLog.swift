@@ -29,16 +29,7 @@ struct AccessLog: Sendable {
         var line: [UInt8]
         switch format {
         case .json:
-            var w = JSONWriter(capacity: 320)
-            w.beginObject()
-            w.key("time")
-            w.rawString { Timestamp.appendRFC3339(millis: Timestamp.nowMillis(), to: &$0) }
-            w.key("level")
-            w.string("info")
-            w.key("msg")
-            w.string("request")
-            w.key("logger")
-            w.string("userapi")
+            var w = StdoutLogHandler.jsonLine(level: .info, message: "request", logger: "userapi")
             w.key("instance")
             w.string(instance)
             w.key("request_id")

@@ -31,20 +31,10 @@ public struct StdoutLogHandler: LogHandler {
         var line: [UInt8]
         switch format {
         case .json:
-            // One access line per request goes through here, so this avoids
-            // merging and sorting dictionaries: logger metadata, provider
+            // No dictionary merging or sorting: logger metadata, provider
             // metadata and event metadata are written in turn, a key repeated
             // later (event over provider over logger) winning by skipping it earlier.
-            var w = JSONWriter(capacity: 320)
-            w.beginObject()
-            w.key("time")
-            w.rawString { Timestamp.appendRFC3339(millis: Timestamp.nowMillis(), to: &$0) }
-            w.key("level")
-            w.string(event.level.rawValue)
-            w.key("msg")
-            w.string(event.message.description)
-            w.key("logger")
-            w.string(label)
+            var w = Self.jsonLine(level: event.level, message: event.message.description, logger: label)
             let extra = event.metadata
             for (key, value) in metadata where provided?[key] == nil && extra?[key] == nil {
                 w.key(key)
@@ -78,6 +68,22 @@ public struct StdoutLogHandler: LogHandler {
         // Routine lines (access logs) may wait a moment to be written in a batch;
         // anything from notice up is written at once, with what is pending before it.
         StdoutSink.shared.write(line, urgent: event.level >= .notice)
+    }
+
+    /// Starts a JSON log line with the fields every line has, in this order:
+    /// `time`, `level`, `msg`, `logger`. The caller adds fields and closes it.
+    static func jsonLine(level: Logger.Level, message: String, logger: String) -> JSONWriter {
+        var w = JSONWriter(capacity: 320)
+        w.beginObject()
+        w.key("time")
+        w.rawString { Timestamp.appendRFC3339(millis: Timestamp.nowMillis(), to: &$0) }
+        w.key("level")
+        w.string(level.rawValue)
+        w.key("msg")
+        w.string(message)
+        w.key("logger")
+        w.string(logger)
+        return w
     }
 
     private static func write(_ value: Logger.MetadataValue, into w: inout JSONWriter) {
