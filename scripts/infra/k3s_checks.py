@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tally import Tally  # noqa: E402
 from chart_values import check_and_render, find  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,18 +32,8 @@ SCRIPT = ROOT / "deploy" / "k3s" / "install.sh"
 CHART_VALUES = ROOT / "deploy" / "helm" / "userapi" / "values.yaml"
 ARGS = ["--dry-run", "--image", "ghcr.io/example/userapi", "--host", "userapi.example.test"]
 
-passed = failed = 0
-
-
-def check(ok: bool, name: str, detail: str = "") -> bool:
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"PASS {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}{': ' + detail[-1500:] if detail else ''}")
-    return ok
+tally = Tally()
+check = tally.check
 
 
 def run(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
@@ -154,8 +145,7 @@ def main() -> int:
         check(p.returncode == 0 and f"verified k3s sha256 {sums['k3s']}" in p.stdout,
               "artifacts matching the expected sums are accepted", p.stdout + p.stderr)
 
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return tally.finish()
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import hcl2
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tally import Tally  # noqa: E402
 from chart_values import check_and_render, find, schema_errors  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,18 +49,8 @@ TF_ROOT = ROOT / "deploy" / "terraform"
 STACK = TF_ROOT / "aws"
 CHART = ROOT / "deploy" / "helm" / "userapi"
 
-passed = failed = 0
-
-
-def check(ok: bool, name: str, detail: str = "") -> bool:
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"PASS {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}{': ' + detail if detail else ''}")
-    return ok
+tally = Tally()
+check = tally.check
 
 
 def unq(v):
@@ -276,8 +267,7 @@ def main() -> int:
         bogus = [p for p in key_paths({"postgres": {"external": {"hostname": "x"}}}) if not has_path(chart_defaults, p)]
         check(bool(bogus), "negative control: a key missing from values.yaml is reported")
 
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return tally.finish()
 
 
 if __name__ == "__main__":
