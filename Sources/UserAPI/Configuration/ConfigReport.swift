@@ -30,7 +30,7 @@ public enum ConfigReport {
             var w = JSONWriter()
             w.beginObject()
             for row in rows {
-                w.key(row.key)
+                w.key(escaping: row.key)
                 w.beginObject()
                 w.key("value")
                 w.string(row.value)

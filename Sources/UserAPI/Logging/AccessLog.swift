@@ -48,7 +48,7 @@ struct AccessLog: Sendable {
             w.number(bytes)
             if let provided {
                 for (key, value) in provided {
-                    w.key(key)
+                    w.key(escaping: key)
                     w.string(value.description)
                 }
             }

@@ -37,18 +37,18 @@ public struct StdoutLogHandler: LogHandler {
             var w = Self.jsonLine(level: event.level, message: event.message.description, logger: label)
             let extra = event.metadata
             for (key, value) in metadata where provided?[key] == nil && extra?[key] == nil {
-                w.key(key)
+                w.key(escaping: key)
                 Self.write(value, into: &w)
             }
             if let provided {
                 for (key, value) in provided where extra?[key] == nil {
-                    w.key(key)
+                    w.key(escaping: key)
                     Self.write(value, into: &w)
                 }
             }
             if let extra {
                 for (key, value) in extra {
-                    w.key(key)
+                    w.key(escaping: key)
                     Self.write(value, into: &w)
                 }
             }
@@ -105,7 +105,7 @@ public struct StdoutLogHandler: LogHandler {
         case .dictionary(let d):
             w.beginObject()
             for (k, v) in d.sorted(by: { $0.key < $1.key }) {
-                w.key(k)
+                w.key(escaping: k)
                 write(v, into: &w)
             }
             w.endObject()
