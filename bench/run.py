@@ -7,6 +7,11 @@ runs. SQLite first, then PostgreSQL when USERAPI_TEST_POSTGRES_URL is set
 (make bench starts one; the database shares CPU 0 with the server). Prints a
 Markdown table and writes JSON to bench/results/.
 
+When BASELINES_BIN names the release build directory of bench/baselines
+(make bench builds it), the same `/healthz` answer is also measured from
+SwiftNIO's HTTP/1 pipeline alone and from a one-route Hummingbird app: the
+floors of the stack userapi is built on, in the same run.
+
   USERAPI_BIN=.build/release/userapi bench/run.py [--duration 10] [--connections 64]
 """
 
@@ -127,6 +132,26 @@ http {{
     finally:
         proc.terminate()
         proc.wait()
+
+
+def baselines(directory: str, args) -> dict:
+    """`GET /healthz`-equivalent answers from the stack without userapi:
+    SwiftNIO alone, then Hummingbird with one route (bench/baselines)."""
+    results = {}
+    for label, name in (("SwiftNIO HTTP/1 pipeline, fixed answer", "nio-fixed-200"),
+                        ("Hummingbird 2, one route, no middleware", "hummingbird-fixed-200")):
+        port = free_port()
+        proc = subprocess.Popen(pinned(SERVER_CPU, [os.path.join(directory, name), str(port)]),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_http(port, "/healthz")
+            results[label] = wrk(f"http://127.0.0.1:{port}/healthz", args)
+        finally:
+            proc.terminate()
+            proc.wait()
+        print(f"  baseline {label:40} {results[label]['rps']:>10.0f} req/s  p99 {results[label]['p99_ms']:.2f} ms",
+              flush=True)
+    return results
 
 
 def start_server(binary: str, database_url: str, token: str, work: Path) -> tuple[subprocess.Popen, int, float]:
@@ -254,6 +279,8 @@ def main() -> int:
               "connections": args.connections, "duration_s": args.duration, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     report["nginx"] = nginx_ceiling(args, work)
     print(f"  nginx    fixed 200              {report['nginx']['rps']:>10.0f} req/s  p99 {report['nginx']['p99_ms']:.2f} ms", flush=True)
+    if os.environ.get("BASELINES_BIN"):
+        report["baselines"] = baselines(os.environ["BASELINES_BIN"], args)
     report["exec_to_ready"] = exec_to_ready(binary, work, token)
     ceiling = report["nginx"]["rps"]
     report["sqlite"] = run_backend("sqlite", f"sqlite:{work}/bench.sqlite", binary, args, work, token, ceiling)
@@ -269,6 +296,9 @@ def main() -> int:
     lines[1] = "| --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: | ---: |" if "postgres" in report else "")
     lines.append(f"| nginx fixed 200 (ceiling) | {ceiling:,.0f} req/s | 100 % | – | {report['nginx']['p50_ms']:.2f} / {report['nginx']['p99_ms']:.2f} ms | |"
                  + (" | |" if "postgres" in report else ""))
+    for label, r in report.get("baselines", {}).items():
+        lines.append(f"| baseline: {label} | {r['rps']:,.0f} req/s | {100 * r['rps'] / ceiling:.1f} % | – | "
+                     f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f} ms | |" + (" | |" if "postgres" in report else ""))
     for label, target in TARGETS.items():
         s = report["sqlite"]["endpoints"][label]
         at = s.get("at_rate", {})

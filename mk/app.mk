@@ -17,7 +17,7 @@ test-swift: ## Swift tests (unit, HTTP, process-level) against SQLite and a thro
 	scripts/with-postgres.sh $(SWIFT) test $(SWIFT_TEST_ARGS)
 
 lint: ## swift format lint (strict)
-	$(SWIFT) format lint --strict --recursive --parallel Sources Tests Package.swift
+	$(SWIFT) format lint --strict --recursive --parallel Sources Tests Package.swift bench/baselines/Package.swift bench/baselines/Sources
 
 format: ## Rewrite sources with swift format
-	$(SWIFT) format format --in-place --recursive --parallel Sources Tests Package.swift
+	$(SWIFT) format format --in-place --recursive --parallel Sources Tests Package.swift bench/baselines/Package.swift bench/baselines/Sources
