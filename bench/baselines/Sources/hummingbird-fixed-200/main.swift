@@ -3,11 +3,13 @@
 // what the framework's request path costs before any service code runs.
 //
 // Usage: hummingbird-fixed-200 <port>   (listens on 127.0.0.1)
+import Foundation
 import Hummingbird
 import Logging
 
-guard CommandLine.arguments.count == 2, let port = Int(CommandLine.arguments[1]) else {
-    fatalError("usage: hummingbird-fixed-200 <port>")
+guard CommandLine.arguments.count == 2, let port = Int(CommandLine.arguments[1]), (1...65535).contains(port) else {
+    FileHandle.standardError.write(Data("usage: hummingbird-fixed-200 <port 1-65535>\n".utf8))
+    exit(64)  // EX_USAGE
 }
 let body = ByteBuffer(string: #"{"status":"ok"}"#)
 let router = Router()

@@ -3,6 +3,7 @@
 // logging. The floor for any server built on SwiftNIO on this machine.
 //
 // Usage: nio-fixed-200 <port>   (listens on 127.0.0.1, one event loop)
+import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -27,8 +28,9 @@ final class FixedResponder: ChannelInboundHandler, Sendable {
     }
 }
 
-guard CommandLine.arguments.count == 2, let port = Int(CommandLine.arguments[1]) else {
-    fatalError("usage: nio-fixed-200 <port>")
+guard CommandLine.arguments.count == 2, let port = Int(CommandLine.arguments[1]), (1...65535).contains(port) else {
+    FileHandle.standardError.write(Data("usage: nio-fixed-200 <port 1-65535>\n".utf8))
+    exit(64)  // EX_USAGE
 }
 let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 let server = try ServerBootstrap(group: group)
