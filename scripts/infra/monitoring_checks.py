@@ -37,6 +37,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import promql  # noqa: E402
+from tally import Tally  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 MON = ROOT / "deploy" / "monitoring"
@@ -50,26 +51,6 @@ ALLOWLIST = Path(__file__).resolve().parent / "monitoring-live-allowlist.yaml"
 OWN_PREFIXES = ("userapi_", "http_", "process_")
 # Grafana's built-in variables, replaced the way Grafana would for a 1s scrape.
 GRAFANA_BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m", "__range_s": "300"}
-
-
-class Results:
-    def __init__(self, prefix: str = "") -> None:
-        self.passed = 0
-        self.failed = 0
-        self.prefix = prefix  # negative controls indent their (expected) failures
-
-    def check(self, ok: bool, name: str, detail: str = "") -> bool:
-        if ok:
-            self.passed += 1
-            print(f"{self.prefix}PASS {name}")
-        else:
-            self.failed += 1
-            print(f"{self.prefix}FAIL {name}{': ' + detail if detail else ''}")
-        return ok
-
-    def summary(self) -> int:
-        print(f"{self.passed} passed, {self.failed} failed")
-        return 1 if self.failed else 0
 
 
 # ---------------------------------------------------------------- sources
@@ -145,7 +126,7 @@ def github_anchor(heading: str) -> str:
 # ---------------------------------------------------------------- static
 
 
-def check_dashboard(res: Results) -> dict | None:
+def check_dashboard(res: Tally) -> dict | None:
     try:
         dash = json.loads(DASHBOARD.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -189,7 +170,7 @@ def check_dashboard(res: Results) -> dict | None:
     return dash
 
 
-def check_runbook_links(res: Results) -> None:
+def check_runbook_links(res: Tally) -> None:
     headings = set()
     if RUNBOOK.exists():
         for line in RUNBOOK.read_text().splitlines():
@@ -237,7 +218,7 @@ def failed_alertnames(output: str) -> set[str]:
     return set(re.findall(r"alertname: (\w+)", output))
 
 
-def check_test_coverage(res: Results) -> None:
+def check_test_coverage(res: Tally) -> None:
     alerts = {r["alert"] for r in load_rules() if "alert" in r}
     firing, quiet = set(), set()
     for t in sorted(TESTS_DIR.glob("*.yaml")):
@@ -261,7 +242,7 @@ def check_test_coverage(res: Results) -> None:
 
 
 def cmd_static(_: argparse.Namespace) -> int:
-    res = Results()
+    res = Tally()
     try:
         promql._self_test()
         res.check(True, "PromQL lexer self-test (metric names, bool rewriting)")
@@ -270,7 +251,7 @@ def cmd_static(_: argparse.Namespace) -> int:
     check_dashboard(res)
     check_runbook_links(res)
     check_test_coverage(res)
-    return res.summary()
+    return res.finish()
 
 
 # ---------------------------------------------------------------- live
@@ -424,7 +405,7 @@ def name_problems(names: set[str], exported: set[str], recorded: set[str]) -> li
     return bad
 
 
-def evaluate_all(res: Results, prom: str, exprs: list[tuple[str, str]], exported: set[str], recorded: set[str],
+def evaluate_all(res: Tally, prom: str, exprs: list[tuple[str, str]], exported: set[str], recorded: set[str],
                  allow: dict[str, str]) -> None:
     used_allow = set()
     for source, expr in exprs:
@@ -448,19 +429,19 @@ def evaluate_all(res: Results, prom: str, exprs: list[tuple[str, str]], exported
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    res = Results()
+    res = Tally()
     binary = args.binary
     pg_url = os.environ.get("USERAPI_TEST_POSTGRES_URL")
     if not Path(binary).is_file() or not os.access(binary, os.X_OK):
         res.check(False, f"userapi binary at {binary}", "build it (make build) or set USERAPI_BIN")
-        return res.summary()
+        return res.finish()
     if not pg_url:
         res.check(False, "PostgreSQL for the live test", "run under scripts/with-postgres.sh")
-        return res.summary()
+        return res.finish()
     prometheus = shutil.which("prometheus")
     if not prometheus:
         res.check(False, "prometheus binary", "install Debian's prometheus (scripts/tools/ensure-apt.sh prometheus)")
-        return res.summary()
+        return res.finish()
 
     tmp = Path(tempfile.mkdtemp(prefix="userapi-live-"))
     procs = Procs()
@@ -566,16 +547,16 @@ def cmd_live(args: argparse.Namespace) -> int:
 
         # Negative controls: the same checks must reject a dashboard query on
         # a metric the service does not export, and a query that selects nothing.
-        probe = Results(prefix="    control: ")
+        probe = Tally(prefix="    control: ")
         print("negative controls (their FAIL lines are expected):")
         evaluate_all(probe, prom, [("control:unexported", 'sum(rate(userapi_not_exported_total{job=~"userapi"}[1m]))')],
                      exported, recorded, {})
         res.check(probe.failed == 1, "a metric name the service does not export is rejected")
-        probe = Results(prefix="    control: ")
+        probe = Tally(prefix="    control: ")
         evaluate_all(probe, prom, [("control:empty", 'sum by (route) (rate(http_requests_total{route="/definitely-not-a-route"}[1m]))')],
                      exported, recorded, {})
         res.check(probe.failed == 1, "an expression that returns no data is rejected")
-        probe = Results(prefix="    control: ")
+        probe = Tally(prefix="    control: ")
         evaluate_all(probe, prom, [("control:allowlisted-own", "up")], exported, recorded, {"control:allowlisted-own": "test"})
         res.check(probe.failed == 1, "an allowlist entry cannot hide a non-kube-state-metrics expression")
     except Exception as exc:  # noqa: BLE001 - reported as a failed check, logs shown below
@@ -586,7 +567,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
-    return res.summary()
+    return res.finish()
 
 
 def _alive(proc: subprocess.Popen, name: str) -> bool:
