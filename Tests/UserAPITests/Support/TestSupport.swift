@@ -113,6 +113,22 @@ extension TestClientProtocol {
         return try await execute(uri: uri, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) })
     }
 
+    /// Repeats a request until it answers `status` or `timeout` passes, for
+    /// changes that take effect in the background; returns the last answer,
+    /// so the caller's assertion still fails if the change never comes.
+    func request(
+        _ method: HTTPRequest.Method, _ uri: String, token: String? = TestEnv.token,
+        until status: HTTPResponse.Status, timeout: Duration = .seconds(10)
+    ) async throws -> TestResponse {
+        let deadline = ContinuousClock.now + timeout
+        var response = try await request(method, uri, token: token)
+        while response.status != status, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+            response = try await request(method, uri, token: token)
+        }
+        return response
+    }
+
     /// Creates a user and returns its JSON object.
     func createUser(_ name: String, _ username: String, _ email: String) async throws -> [String: Any] {
         let response = try await request(
