@@ -3,8 +3,9 @@
 # would (read-only root filesystem, its default non-root user, all
 # capabilities dropped, no-new-privileges, a /data volume, a loopback port)
 # and checks readiness, a write and a read with a token, the HEALTHCHECK
-# command, a graceful `podman stop` (exit 0 within the timeout), and that the
-# data survives recreating the container on the same volume.
+# command, a graceful `podman stop` (exit 0 within the timeout), that the
+# data survives recreating the container on the same volume, and that crashes
+# leave a symbolicated report in the log (SWIFT_BACKTRACE and the backtracer).
 set -euo pipefail
 # shellcheck source=scripts/container/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -20,8 +21,10 @@ failures=0
 podman() { command podman "$@" 2> >(grep -v "unable to get systemd connection" >&2); }
 pass() { echo "PASS $*"; }
 fail() { echo "FAIL $*"; failures=$((failures + 1)); }
+probe_dir="$(mktemp -d)"
 cleanup() {
-  podman rm -f -t 0 "$id" >/dev/null 2>&1 || true
+  podman rm -f -t 0 "$id" "$id-crash" >/dev/null 2>&1 || true
+  rm -rf "$probe_dir"
   podman volume rm -f "$volume" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -91,6 +94,46 @@ run_container
 wait_ready || fail "not ready after recreation"
 [[ "$(curl -s -o /dev/null -w '%{http_code}' "$base/users/$user_id")" == 200 ]] \
   && pass "the user survived recreating the container on the same volume" || fail "the user is gone after recreation"
+
+# Crash reports. First the shipped binary: a SIGSEGV sent to the running server
+# makes the runtime's handler write the report, whose frames must carry names
+# (the image strips debug info but keeps the symbol table). A signal that is
+# sent rather than caused does not end a Swift process (the runtime resumes
+# it), so this container is removed regardless.
+podman kill --signal SEGV "$id" >/dev/null
+report=""
+for _ in $(seq 1 60); do
+  report="$(podman logs "$id" 2>&1 | grep -v '^{' || true)"
+  [[ "$report" == *"Backtrace took"* ]] && break
+  sleep 0.5
+done
+if [[ "$report" == *"Program crashed"* ]] && grep -Eq '0x[0-9a-f]+ [A-Za-z_$][^ ]* \+ [0-9]+ in userapi$' <<<"$report"; then
+  pass "SIGSEGV: the log has a crash report with named frames in userapi"
+else
+  fail "SIGSEGV: no symbolicated crash report in the log"; echo "$report" | head -20
+fi
+podman rm -f -t 0 "$id" >/dev/null
+
+# Then a real crash (a trap, as from a Swift runtime error) under the same
+# restrictions, as PID 1: report with the function's name, and the process
+# ends with SIGILL (exit 132) instead of hanging. The probe is compiled in the
+# image the Dockerfile builds in, so it links against the same glibc as userapi.
+cp "$root/scripts/container/crash-probe.swift" "$probe_dir/"
+if podman run --rm --network=none -v "$probe_dir:/probe" "$SWIFT_IMAGE" \
+  swiftc -O -static-stdlib /probe/crash-probe.swift -o /probe/crash-probe >"$probe_dir/build.log" 2>&1; then
+  crash_code=0
+  timeout 120 podman run --name "$id-crash" --read-only --cap-drop=ALL --security-opt=no-new-privileges \
+    -v "$probe_dir/crash-probe:/usr/local/bin/crash-probe:ro" --entrypoint /usr/local/bin/crash-probe \
+    "$IMAGE:$TAG" >"$probe_dir/crash.log" 2>&1 || crash_code=$?
+  if [[ "$crash_code" == 132 ]] && grep -q "Program crashed: Illegal instruction" "$probe_dir/crash.log" \
+    && grep -q "crashProbeOutOfRange" "$probe_dir/crash.log"; then
+    pass "a trapping Swift program in the image: named crash report, exit 132 (SIGILL) as PID 1"
+  else
+    fail "trapping Swift program: exit $crash_code"; grep -v "systemd" "$probe_dir/crash.log" | head -20
+  fi
+else
+  fail "could not compile scripts/container/crash-probe.swift in $SWIFT_IMAGE"; tail -5 "$probe_dir/build.log"
+fi
 
 if [[ "$failures" -gt 0 ]]; then echo "container smoke test: $failures failed"; exit 1; fi
 echo "container smoke test: all passed"
