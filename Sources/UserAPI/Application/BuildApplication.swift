@@ -50,7 +50,7 @@ enum MetricsServer {
     /// A second listener that serves only `/metrics`, so the API port can be
     /// public while metrics stay on an internal port.
     static func make(metrics: AppMetrics, host: String, port: Int, logger: Logger) -> some Service {
-        let router = Router()
+        let router = Router(options: .autoGenerateHeadEndpoints)
         router.get("/metrics", use: MetricsHandler(metrics: metrics).handle)
         return Application(
             router: router, configuration: .init(address: .hostname(host, port: port)),

@@ -3,7 +3,9 @@ import Logging
 
 /// Wires handlers to the routes of `RouteTable`, behind the shared middleware.
 func buildRouter(_ deps: AppDependencies, tracing: Bool, logger: Logger) -> Router<AppRequestContext> {
-    let router = Router(context: AppRequestContext.self)
+    // HEAD answers for every GET route (RFC 9110 requires it of a general-purpose server):
+    // same status and headers as GET, no body.
+    let router = Router(context: AppRequestContext.self, options: .autoGenerateHeadEndpoints)
     if tracing {
         router.add(middleware: TracingMiddleware(recordingHeaders: [.userAgent], redactingQueryParameters: ["email"]))
     }

@@ -6,7 +6,13 @@ import HTTPTypes
 public enum RouteTable {
     public struct Route: Sendable {
         public let template: String
+        /// The documented methods; HEAD is implied by GET (the router answers it).
         public let methods: [HTTPRequest.Method]
+
+        /// What a 405's `Allow` header lists: the methods, with HEAD after GET.
+        var allowed: [HTTPRequest.Method] {
+            methods.flatMap { $0 == .get ? [.get, .head] : [$0] }
+        }
     }
 
     public static let routes: [Route] = [

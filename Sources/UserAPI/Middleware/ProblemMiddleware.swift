@@ -38,8 +38,8 @@ struct ProblemMiddleware: RouterMiddleware {
             return .unavailable("The database is unavailable; retry shortly.", retryAfter: 2)
         case let httpError as any HTTPResponseError where httpError.status == .notFound:
             // The router found no endpoint: a known path with another method is a 405.
-            if let route = RouteTable.match(path: request.uri.path), !route.methods.contains(request.method) {
-                return .methodNotAllowed(request.method, allowed: route.methods.map(\.rawValue))
+            if let route = RouteTable.match(path: request.uri.path), !route.allowed.contains(request.method) {
+                return .methodNotAllowed(request.method, allowed: route.allowed.map(\.rawValue))
             }
             return .notFound("There is nothing at \(request.uri.path); see /openapi.yaml for the routes.")
         case let httpError as any HTTPResponseError where httpError.status == .contentTooLarge:

@@ -235,14 +235,38 @@ struct UsersAPITests {
             try await client.request(.get, "/nothing/here", token: nil).problem(.notFound)
             let put = try await client.request(.put, "/users", json: "{}")
             try put.problem(.methodNotAllowed)
-            #expect(put.headers[.allow] == "GET, POST")
+            #expect(put.headers[.allow] == "GET, HEAD, POST")
             let post = try await client.request(.post, "/users/00000000-0000-7000-8000-000000000000", json: "{}")
-            #expect(post.headers[.allow] == "GET, PUT, PATCH, DELETE")
+            #expect(post.headers[.allow] == "GET, HEAD, PUT, PATCH, DELETE")
             try post.problem(.methodNotAllowed)
-            #expect(try await client.request(.delete, "/healthz").headers[.allow] == "GET")
+            #expect(try await client.request(.delete, "/healthz").headers[.allow] == "GET, HEAD")
             try await client.request(.get, "/users/not-a-uuid", token: nil).problem(.notFound)
             try await client.request(.patch, "/users/00000000-0000-7000-8000-000000000000", json: "{}").problem(.notFound)
             try await client.request(.put, "/users/00000000-0000-7000-8000-000000000000", json: "{}").problem(.notFound)
+        }
+    }
+
+    @Test("HEAD answers every GET route with GET's status and headers and no body")
+    func head() async throws {
+        let dir = TempDir()
+        try await withApp(try await testConfig(dir)) { client, _ in
+            let id = try #require(try await client.createUser("Head Test", "headtest", "head@example.com")["id"] as? String)
+            for path in ["/users/\(id)", "/users?limit=5", "/healthz", "/readyz", "/openapi.yaml", "/version"] {
+                let get = try await client.request(.get, path, token: nil)
+                let head = try await client.request(.head, path, token: nil)
+                #expect(get.status == .ok, "GET \(path): \(get.text)")
+                #expect(head.status == get.status, "HEAD \(path)")
+                #expect(head.body.readableBytes == 0, "HEAD \(path) sent a body")
+                #expect(head.headers[.contentType] == get.headers[.contentType], "HEAD \(path)")
+                #expect(head.headers[.contentLength] == String(get.body.readableBytes), "HEAD \(path)")
+            }
+            let user = try await client.request(.head, "/users/\(id)", token: nil)
+            #expect(user.headers[.eTag] == "\"v1\"")
+            let notModified = try await client.request(.head, "/users/\(id)", headers: [.ifNoneMatch: "\"v1\""], token: nil)
+            #expect(notModified.status == .notModified)
+            let missing = try await client.request(.head, "/users/00000000-0000-7000-8000-000000000000", token: nil)
+            #expect(missing.status == .notFound)
+            #expect(missing.body.readableBytes == 0)
         }
     }
 }
