@@ -75,6 +75,12 @@ extension Problem {
         Problem(.badRequest, type: "malformed-json", title: "Malformed JSON", detail: detail)
     }
 
+    static func incompleteBody() -> Problem {
+        Problem(
+            .badRequest, type: "incomplete-body", title: "Incomplete request body",
+            detail: "The connection closed before the whole request body arrived.")
+    }
+
     static func validation(_ errors: [FieldError]) -> Problem {
         let fields = errors.map(\.field)
         let unique = fields.enumerated().filter { fields.firstIndex(of: $0.element) == $0.offset }.map(\.element)

@@ -1,6 +1,7 @@
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOHTTP1
 
 /// Turns every error into an `application/problem+json` answer with the right
 /// status. Client mistakes never become 500s; unexpected errors are logged
@@ -50,6 +51,12 @@ struct ProblemMiddleware: RouterMiddleware {
             return Problem(
                 httpError.status, type: "bad-request", title: httpError.status.reasonPhrase,
                 detail: "The request could not be handled: \(httpError.status.reasonPhrase).")
+        case HTTPParserError.invalidEOFState:
+            // The client closed its connection before the body it announced had
+            // arrived. Nobody will read this answer; it is still the client's
+            // fault (400 in metrics and the access log), not a server error.
+            context.logger.info("client closed the connection before the request body was complete")
+            return .incompleteBody()
         default:
             context.logger.error("unhandled error", metadata: ["error": .string(String(describing: error))])
             return .internalError()

@@ -136,22 +136,68 @@ struct OperationsAPITests {
         let dir = TempDir()
         var config = try await testConfig(dir)
         config.http.maxInFlight = 1
-        let port = try freePort()
-        config.http.port = port
         let app = try await buildApplication(config, logger: TestEnv.logger)
         try await app.test(.live) { client in
-            // Hold one slot with a request whose body never finishes arriving.
+            // Hold the one slot with a request whose body never finishes arriving, and
+            // wait until the server counts it in flight (the scrape itself is the
+            // second); a probe sent before that could take the slot first.
             let slow = try SlowClient(port: app.port)
+            defer { slow.close() }
             try slow.send(
                 "POST /users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\nAuthorization: Bearer \(TestEnv.token)\r\n\r\n{"
             )
-            // The slow request holds the slot once its head has been routed; on a
-            // busy machine that can take a while, so ask until shed (at most 10 s).
-            let shed = try await client.request(.get, "/users", token: nil, until: .serviceUnavailable)
+            let deadline = ContinuousClock.now + .seconds(10)
+            while try await inFlight(client) < 2, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(try await inFlight(client) == 2, "the slow request never started")
+
+            let shed = try await client.request(.get, "/users", token: nil)
             try shed.problem(.serviceUnavailable)
             #expect(shed.headers[.retryAfter] == "1")
             #expect(try await client.request(.get, "/readyz", token: nil).status == .ok)
+            #expect(try await client.request(.get, "/healthz", token: nil).status == .ok)
+
+            // The slot is given back when the slow client goes away.
             slow.close()
+            #expect(try await client.request(.get, "/users", token: nil, until: .ok).status == .ok)
         }
+    }
+
+    @Test("a client that hangs up mid-body is counted as a 400, not a server error, and frees its slot")
+    func clientGoneMidBody() async throws {
+        let dir = TempDir()
+        var config = try await testConfig(dir)
+        config.http.maxInFlight = 1
+        let app = try await buildApplication(config, logger: TestEnv.logger)
+        try await app.test(.live) { client in
+            let gone = try SlowClient(port: app.port)
+            try gone.send(
+                "POST /users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\nAuthorization: Bearer \(TestEnv.token)\r\n\r\n{\"na"
+            )
+            let deadline = ContinuousClock.now + .seconds(10)
+            while try await inFlight(client) < 2, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            gone.close()
+            #expect(try await client.request(.get, "/users", token: nil, until: .ok).status == .ok)
+            // The slot is freed a moment before the request is counted.
+            var text = ""
+            while ContinuousClock.now < deadline {
+                text = try await client.request(.get, "/metrics", token: nil).text
+                if text.contains(#"route="/users",status="4"#) || text.contains(#"route="/users",status="5"#) { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(text.contains(#"http_requests_total{method="POST",route="/users",status="400"} 1"#), "\(text)")
+            #expect(!text.contains(#"status="500""#))
+            #expect(try await client.request(.get, "/users", token: nil).text == "[]", "nothing half-written was stored")
+        }
+    }
+
+    /// `http_requests_in_flight` as the server reports it (the scrape counts itself).
+    private func inFlight(_ client: some TestClientProtocol) async throws -> Int {
+        let text = try await client.request(.get, "/metrics", token: nil).text
+        let line = try #require(text.split(separator: "\n").first { $0.hasPrefix("http_requests_in_flight ") })
+        return Int(Double(line.split(separator: " ")[1]) ?? -1)
     }
 }

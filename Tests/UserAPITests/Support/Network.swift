@@ -37,7 +37,7 @@ func httpRequest(_ method: String, _ url: String, headers: [String: String] = [:
 
 /// A raw TCP client for requests that arrive in pieces (slow bodies, drains).
 final class SlowClient: @unchecked Sendable {
-    let fd: Int32
+    private(set) var fd: Int32
 
     init(port: Int) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -80,5 +80,9 @@ final class SlowClient: @unchecked Sendable {
         return String(decoding: data, as: UTF8.self)
     }
 
-    func close() { Glibc.close(fd) }
+    /// Idempotent, so a `defer` can back up an explicit close.
+    func close() {
+        if fd >= 0 { Glibc.close(fd) }
+        fd = -1
+    }
 }
