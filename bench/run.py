@@ -136,9 +136,11 @@ http {{
 
 def baselines(directory: str, args) -> dict:
     """`GET /healthz`-equivalent answers from the stack without userapi:
-    SwiftNIO alone, then Hummingbird with one route (bench/baselines)."""
+    SwiftNIO alone, SwiftNIO with a Swift task per request, then Hummingbird
+    with one route (bench/baselines)."""
     results = {}
     for label, name in (("SwiftNIO HTTP/1 pipeline, fixed answer", "nio-fixed-200"),
+                        ("SwiftNIO HTTP/1 pipeline, one Swift task per request", "nio-task-200"),
                         ("Hummingbird 2, one route, no middleware", "hummingbird-fixed-200")):
         port = free_port()
         proc = subprocess.Popen(pinned(SERVER_CPU, [os.path.join(directory, name), str(port)]),
@@ -149,7 +151,7 @@ def baselines(directory: str, args) -> dict:
         finally:
             proc.terminate()
             proc.wait()
-        print(f"  baseline {label:40} {results[label]['rps']:>10.0f} req/s  p99 {results[label]['p99_ms']:.2f} ms",
+        print(f"  baseline {label:54} {results[label]['rps']:>10.0f} req/s  p99 {results[label]['p99_ms']:.2f} ms",
               flush=True)
     return results
 

@@ -2,8 +2,9 @@
 import PackageDescription
 
 // Framework floors for `make bench`: the same `/healthz` answer served by
-// SwiftNIO's HTTP/1 pipeline alone and by a Hummingbird 2 router with one
-// route and nothing else. Measured beside nginx and userapi in the same run,
+// SwiftNIO's HTTP/1 pipeline alone, by the same pipeline handing each request
+// to a Swift task, and by a Hummingbird 2 router with one route and nothing
+// else. Measured beside nginx and userapi in the same run,
 // they show how much of the per-request cost is the stack and how much is
 // userapi's own work. Same dependency floors as the main package.
 let package = Package(
@@ -16,6 +17,14 @@ let package = Package(
     targets: [
         .executableTarget(
             name: "nio-fixed-200",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "nio-task-200",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
