@@ -9,8 +9,9 @@ Markdown table and writes JSON to bench/results/.
 
 When BASELINES_BIN names the release build directory of bench/baselines
 (make bench builds it), the same `/healthz` answer is also measured from
-SwiftNIO's HTTP/1 pipeline alone and from a one-route Hummingbird app: the
-floors of the stack userapi is built on, in the same run.
+SwiftNIO's HTTP/1 pipeline alone, from the same pipeline handing each request
+to a Swift task, and from a one-route Hummingbird app: the floors of the stack
+userapi is built on, in the same run.
 
   USERAPI_BIN=.build/release/userapi bench/run.py [--duration 10] [--connections 64]
 """
