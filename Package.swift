@@ -53,10 +53,13 @@ let package = Package(
                 .define("USERAPI_BUILT", to: stamp("USERAPI_BUILT")),
             ]
         ),
+        // glibc's mallopt, which Swift's Glibc module does not export.
+        .target(name: "CMalloc"),
         .target(
             name: "UserAPI",
             dependencies: [
                 "CBuildInfo",
+                "CMalloc",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -6,6 +6,8 @@ import ServiceLifecycle
 /// loads tokens, wires routes and middleware. Nothing listens until the
 /// returned application runs.
 public func buildApplication(_ config: AppConfig, logger: Logger) async throws -> UserAPIApplication {
+    // Before the store's thread pool and the event loops start allocating.
+    MemoryTrim.limitMallocArenas(config.memory.mallocArenas)
     let state = AppState()
     let metrics = config.metrics.enabled ? AppMetrics(version: BuildInfo.version, commit: BuildInfo.commit) : nil
     let tokens = try TokenStore(

@@ -75,6 +75,11 @@ public struct AppConfig: Sendable {
         /// Once ready, hand the pages of the binary touched only during start-up
         /// back to the kernel (see MemoryTrim).
         public var releaseStartupPages = true
+        /// Upper bound on glibc malloc arenas (0 = glibc's default, 8 per
+        /// core). Every thread that allocates (event loops, Swift's task
+        /// pool, SQLite's thread pool) otherwise gets an arena of its own,
+        /// and each keeps freed memory for reuse (see MemoryTrim).
+        public var mallocArenas = 2
         public init() {}
     }
 

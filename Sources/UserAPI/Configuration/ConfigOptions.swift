@@ -192,6 +192,11 @@ extension ConfigOption {
             apply: { c, v throws(ConfigValueParser.Invalid) in c.memory.releaseStartupPages = try ConfigValueParser.bool(v) },
             render: { "\($0.memory.releaseStartupPages)" }),
         ConfigOption(
+            "memory.malloc_arenas",
+            help: "At most this many glibc malloc arenas (0 = glibc's default, 8 per core); fewer arenas, less resident memory.",
+            apply: { c, v throws(ConfigValueParser.Invalid) in c.memory.mallocArenas = try ConfigValueParser.int(v, in: 0...64) },
+            render: { "\($0.memory.mallocArenas)" }),
+        ConfigOption(
             "tracing.enabled", help: "Export OpenTelemetry traces over OTLP/HTTP (also on with OTEL_TRACES_EXPORTER=otlp).",
             apply: { c, v throws(ConfigValueParser.Invalid) in c.tracing.enabled = try ConfigValueParser.bool(v) },
             render: { "\($0.tracing.enabled)" }),

@@ -38,6 +38,7 @@ struct ConfigLoaderTests {
         #expect(loaded.config.shutdown.drainDelay == .seconds(5))
         #expect(loaded.config.shutdown.timeout == .seconds(20))
         #expect(loaded.config.log.format == .json)
+        #expect(loaded.config.memory.mallocArenas == 2)
         #expect(loaded.origins.isEmpty)
     }
 
@@ -126,11 +127,17 @@ struct ConfigLoaderTests {
 
     @Test(
         "out-of-range values are refused",
-        arguments: ["SHUTDOWN_TIMEOUT=-1s", "HTTP_MAX_BODY_SIZE=1GiB", "DATABASE_POOL_SIZE=0", "HTTP_PORT=70000"])
+        arguments: [
+            "SHUTDOWN_TIMEOUT=-1s", "HTTP_MAX_BODY_SIZE=1GiB", "DATABASE_POOL_SIZE=0", "HTTP_PORT=70000",
+            "MEMORY_MALLOC_ARENAS=65", "MEMORY_MALLOC_ARENAS=-1",
+        ])
     func ranges(assignment: String) async {
         let parts = assignment.split(separator: "=", maxSplits: 1).map(String.init)
         let errors = await errors { try await load(env: [parts[0]: parts[1]]) }
         #expect(errors.count == 1)
+        // HTTP_MAX_BODY_SIZE names http.max_body_size: the error names the key.
+        let key = parts[0].lowercased().replacingOccurrences(of: "_", with: ".", options: [], range: nil)
+        #expect(errors.first.map { $0.key.replacingOccurrences(of: "_", with: ".") } == key)
     }
 
     @Test("cross-key rule: metrics.port must differ from http.port")
