@@ -244,6 +244,7 @@ def run_backend(name: str, database_url: str, binary: str, args, work: Path, tok
     results = {}
     sampler = Sampler(proc.pid)
     sampler.start()
+    most_connections = args.connections
     for label, url, script in (("GET /healthz", base + "/healthz", None),
                                ("GET /users/{id}", base, get_lua),
                                ("GET /users?limit=50", base + "/users?limit=50", None),
@@ -256,6 +257,7 @@ def run_backend(name: str, database_url: str, binary: str, args, work: Path, tok
             rate = min(TARGETS[label] * ceiling, results[label]["rps"] * 0.9)
             script_at_rate, connections, planned = paced(script, work, rate)
             at = wrk(url, args, script_at_rate, connections=connections)
+            most_connections = max(most_connections, connections)
             results[label]["at_rate"] = {"planned_rps": round(planned), "rps": at["rps"], "p50_ms": at["p50_ms"],
                                          "p99_ms": at["p99_ms"]}
             print(f"  {name:8} {label:22} at {at['rps']:>7.0f} req/s: p99 {at['p99_ms']:.2f} ms", flush=True)
@@ -263,7 +265,7 @@ def run_backend(name: str, database_url: str, binary: str, args, work: Path, tok
     proc.terminate()
     proc.wait()
     return {"endpoints": results, "idle_rss_mb": round(idle / 1024, 1), "peak_rss_mb": round(peak / 1024, 1),
-            "seed_rate": round(seed_rate)}
+            "peak_rss_connections": most_connections, "seed_rate": round(seed_rate)}
 
 
 def main() -> int:
@@ -285,8 +287,17 @@ def main() -> int:
     if os.environ.get("BASELINES_BIN"):
         report["baselines"] = baselines(os.environ["BASELINES_BIN"], args)
     report["exec_to_ready"] = exec_to_ready(binary, work, token)
+    report["sqlite"] = run_backend("sqlite", f"sqlite:{work}/bench.sqlite", binary, args, work, token,
+                                   report["nginx"]["rps"])
+    # nginx again after the SQLite runs: this machine's speed drifts by 10-20 % between minutes, and
+    # the ratios are taken against the higher of the two (the stricter ceiling). The first one paces
+    # the runs at the target rates above.
+    report["nginx_after"] = nginx_ceiling(args, work)
+    print(f"  nginx    fixed 200 (again)      {report['nginx_after']['rps']:>10.0f} req/s  p99 "
+          f"{report['nginx_after']['p99_ms']:.2f} ms", flush=True)
+    if report["nginx_after"]["rps"] > report["nginx"]["rps"]:
+        report["nginx"], report["nginx_after"] = report["nginx_after"], report["nginx"]
     ceiling = report["nginx"]["rps"]
-    report["sqlite"] = run_backend("sqlite", f"sqlite:{work}/bench.sqlite", binary, args, work, token, ceiling)
     if os.environ.get("USERAPI_TEST_POSTGRES_URL"):
         report["postgres"] = run_backend("postgres", os.environ["USERAPI_TEST_POSTGRES_URL"], binary, args, work, token)
     shutil.rmtree(work, ignore_errors=True)
@@ -297,7 +308,7 @@ def main() -> int:
     lines[0] = ("| Measurement | SQLite | % of nginx | Target | p50 / p99 at saturation | p99 at the target rate (< 10 ms) |"
                 + (" PostgreSQL | p50 / p99 (PostgreSQL) |" if "postgres" in report else ""))
     lines[1] = "| --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: | ---: |" if "postgres" in report else "")
-    lines.append(f"| nginx fixed 200 (ceiling) | {ceiling:,.0f} req/s | 100 % | – | {report['nginx']['p50_ms']:.2f} / {report['nginx']['p99_ms']:.2f} ms | |"
+    lines.append(f"| nginx fixed 200 (ceiling: the higher of two runs; the other: {report['nginx_after']['rps']:,.0f}) | {ceiling:,.0f} req/s | 100 % | – | {report['nginx']['p50_ms']:.2f} / {report['nginx']['p99_ms']:.2f} ms | |"
                  + (" | |" if "postgres" in report else ""))
     for label, r in report.get("baselines", {}).items():
         lines.append(f"| baseline: {label} | {r['rps']:,.0f} req/s | {100 * r['rps'] / ceiling:.1f} % | – | "
@@ -315,7 +326,9 @@ def main() -> int:
     e = report["exec_to_ready"]
     lines.append(f"| exec to first 200 on /readyz | {e['existing_ms']} ms (new database: {e['fresh_ms']} ms) | | < 100 ms | | |" + (" | |" if "postgres" in report else ""))
     lines.append(f"| idle RSS | {report['sqlite']['idle_rss_mb']} MB | | < 25 MB | | |" + (f" {report['postgres']['idle_rss_mb']} MB | |" if "postgres" in report else ""))
-    lines.append(f"| peak RSS under load | {report['sqlite']['peak_rss_mb']} MB | | < 40 MB | | |" + (f" {report['postgres']['peak_rss_mb']} MB | |" if "postgres" in report else ""))
+    # The paced runs open more connections than the saturated ones (see paced()), and each costs memory.
+    lines.append(f"| peak RSS under load (up to {report['sqlite']['peak_rss_connections']} connections) | {report['sqlite']['peak_rss_mb']} MB | | < 40 MB | | |"
+                 + (f" {report['postgres']['peak_rss_mb']} MB ({report['postgres']['peak_rss_connections']} connections) | |" if "postgres" in report else ""))
     errors = sum(r["non2xx"] + r["socket_errors"] for b in ("sqlite", "postgres") if b in report for r in report[b]["endpoints"].values())
     table = "\n".join(lines)
     print("\n" + table)
