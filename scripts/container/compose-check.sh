@@ -4,7 +4,10 @@
 # not the text): healthchecks, depends_on service_healthy, read-only non-root
 # userapi, secrets from files, no password in the environment.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/container/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# podman-compose asks `podman version` before it parses anything, so podman must be installed.
+"$root/scripts/tools/ensure-apt.sh" podman runc
 tools="$("$root/scripts/tools/ensure-venv.sh")"
 work="$(mktemp -d /tmp/userapi-compose.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
