@@ -302,12 +302,10 @@ def main() -> int:
         report["postgres"] = run_backend("postgres", os.environ["USERAPI_TEST_POSTGRES_URL"], binary, args, work, token)
     shutil.rmtree(work, ignore_errors=True)
 
-    lines = [f"| Measurement | SQLite | % of nginx | target | {'PostgreSQL | ' if 'postgres' in report else ''}",
-             f"| --- | ---: | ---: | ---: | {'---: | ' if 'postgres' in report else ''}"]
-    lines[0] = lines[0].rstrip() ; lines[1] = lines[1].rstrip()
-    lines[0] = ("| Measurement | SQLite | % of nginx | Target | p50 / p99 at saturation | p99 at the target rate (< 10 ms) |"
-                + (" PostgreSQL | p50 / p99 (PostgreSQL) |" if "postgres" in report else ""))
-    lines[1] = "| --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: | ---: |" if "postgres" in report else "")
+    pg = "postgres" in report
+    lines = ["| Measurement | SQLite | % of nginx | Target | p50 / p99 at saturation | p99 at the target rate (< 10 ms) |"
+             + (" PostgreSQL | p50 / p99 (PostgreSQL) |" if pg else ""),
+             "| --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: | ---: |" if pg else "")]
     lines.append(f"| nginx fixed 200 (ceiling: the higher of two runs; the other: {report['nginx_after']['rps']:,.0f}) | {ceiling:,.0f} req/s | 100 % | – | {report['nginx']['p50_ms']:.2f} / {report['nginx']['p99_ms']:.2f} ms | |"
                  + (" | |" if "postgres" in report else ""))
     for label, r in report.get("baselines", {}).items():
