@@ -6,8 +6,7 @@
 set -euo pipefail
 # shellcheck source=scripts/container/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-# podman-compose asks `podman version` before it parses anything, so podman must be installed.
-"$root/scripts/tools/ensure-apt.sh" podman runc
+need_podman_cli
 tools="$("$root/scripts/tools/ensure-venv.sh")"
 work="$(mktemp -d /tmp/userapi-compose.XXXXXX)"
 trap 'rm -rf "$work"' EXIT

@@ -9,8 +9,14 @@ IMAGE="${IMAGE:-localhost/userapi}"
 TAG="${TAG:-dev}"
 cache_dir="$root/.tools/container"
 
+# The podman CLI alone (podman-compose calls `podman version` before anything else).
+need_podman_cli() {
+  "$root/scripts/tools/ensure-apt.sh" podman runc
+}
+
 need_podman() {
-  "$root/scripts/tools/ensure-apt.sh" podman runc uidmap debootstrap
+  need_podman_cli
+  "$root/scripts/tools/ensure-apt.sh" uidmap debootstrap
   if [[ "$(id -u)" -ne 0 ]]; then
     echo "container: these scripts build stand-in base images with debootstrap and run podman as root; re-run with sudo" >&2
     exit 1
