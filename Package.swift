@@ -91,10 +91,13 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // posix_spawn with chdir/closefrom for the process-level tests (see its header).
+        .target(name: "CTestSpawn", path: "Tests/CTestSpawn"),
         .testTarget(
             name: "UserAPITests",
             dependencies: [
                 "UserAPI",
+                "CTestSpawn",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),

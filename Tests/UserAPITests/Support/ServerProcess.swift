@@ -20,24 +20,13 @@ enum Executable {
         return URL(fileURLWithPath: ".build/debug/userapi")
     }
 
-    /// Runs a command to completion: exit status, stdout, stderr.
+    /// Runs a command to completion: exit code (minus the signal if one ended it), stdout, stderr.
     static func run(_ arguments: [String], environment: [String: String] = [:], cwd: String? = nil) throws
         -> (status: Int32, stdout: String, stderr: String)
     {
-        let process = Process()
-        process.executableURL = url
-        process.arguments = arguments
-        process.environment = baseEnvironment.merging(environment) { _, new in new }
-        process.currentDirectoryURL = cwd.map { URL(fileURLWithPath: $0) } ?? neutralDirectory
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+        try runChild(
+            url.path, arguments, environment: baseEnvironment.merging(environment) { _, new in new },
+            cwd: cwd ?? neutralDirectory.path)
     }
 
     /// A clean environment: only what a server needs, so the developer's own
@@ -59,21 +48,23 @@ enum Executable {
 }
 
 /// A `userapi serve` process on a free port, with its log lines collected.
-final class ServerProcess: @unchecked Sendable {
-    let process = Process()
+final class ServerProcess: Sendable {
+    private let process: ChildProcess
     private let output = LineBuffer()
-    private(set) var port = 0
+    private let port_ = Mutex(0)
+    var port: Int { port_.withLock { $0 } }
 
     /// Splits a byte stream into lines, safely from the pipe's reader thread.
     final class LineBuffer: Sendable {
-        private let state = Mutex<(lines: [String], pending: String)>(([], ""))
+        private let state = Mutex<(lines: [String], pending: [UInt8])>(([], []))
 
-        func append(_ data: Data) {
+        func append(_ data: [UInt8]) {
             state.withLock { s in
-                s.pending += String(decoding: data, as: UTF8.self)
-                var parts = s.pending.components(separatedBy: "\n")
-                s.pending = parts.removeLast()
-                s.lines += parts
+                s.pending += data
+                while let newline = s.pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    s.lines.append(String(decoding: s.pending[..<newline], as: UTF8.self))
+                    s.pending.removeSubrange(...newline)
+                }
             }
         }
 
@@ -81,25 +72,14 @@ final class ServerProcess: @unchecked Sendable {
     }
 
     init(environment: [String: String], arguments: [String] = ["serve"], cwd: String? = nil) throws {
-        process.executableURL = Executable.url
-        process.arguments = arguments
         var env = Executable.baseEnvironment.merging(environment) { _, new in new }
         if env["HTTP_PORT"] == nil { env["HTTP_PORT"] = "0" }
-        process.environment = env
-        process.currentDirectoryURL = cwd.map { URL(fileURLWithPath: $0) } ?? Executable.neutralDirectory
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
         let output = self.output
-        pipe.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            guard !data.isEmpty else {
-                handle.readabilityHandler = nil
-                return
-            }
-            output.append(data)
-        }
-        try process.run()
+        let pipe = try PipeReader { output.append($0) }
+        defer { pipe.closeWriteEnd() }
+        process = try ChildProcess(
+            path: Executable.url.path, arguments: arguments, environment: env,
+            cwd: cwd ?? Executable.neutralDirectory.path, stdout: pipe.writeEnd, stderr: pipe.writeEnd)
     }
 
     var log: [String] { output.lines }
@@ -110,12 +90,12 @@ final class ServerProcess: @unchecked Sendable {
         while ContinuousClock.now < deadline {
             for line in log where line.contains(#""msg":"listening""#) {
                 if let match = line.firstMatch(of: /"port":(\d+)/), let p = Int(match.1) {
-                    port = p
+                    port_.withLock { $0 = p }
                     return
                 }
             }
             if !process.isRunning {
-                Issue.record("server exited early (\(process.terminationStatus)):\n\(log.joined(separator: "\n"))")
+                Issue.record("server exited early (\(process.waitUntilExit())):\n\(log.joined(separator: "\n"))")
                 throw CancellationError()
             }
             try await Task.sleep(for: .milliseconds(20))
@@ -126,26 +106,26 @@ final class ServerProcess: @unchecked Sendable {
 
     var baseURL: String { "http://127.0.0.1:\(port)" }
 
-    func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
+    func signal(_ sig: Int32) { process.signal(sig) }
 
-    /// Waits for exit; returns the status, or nil on timeout (the process is then killed).
+    /// Waits for exit; returns the exit code (minus the signal if one ended
+    /// it), or nil on timeout (the process is then killed).
     func waitForExit(timeout: Duration) async -> Int32? {
         let deadline = ContinuousClock.now + timeout
         while process.isRunning {
             if ContinuousClock.now > deadline {
-                kill(process.processIdentifier, SIGKILL)
+                process.signal(SIGKILL)
                 process.waitUntilExit()
                 return nil
             }
             try? await Task.sleep(for: .milliseconds(20))
         }
-        process.waitUntilExit()
-        return process.terminationReason == .uncaughtSignal ? -process.terminationStatus : process.terminationStatus
+        return process.waitUntilExit()
     }
 
     deinit {
         if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
+            process.signal(SIGKILL)
             process.waitUntilExit()
         }
     }

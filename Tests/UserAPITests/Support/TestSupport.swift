@@ -82,12 +82,10 @@ func testConfig(_ dir: TempDir, backend: Backend = .sqlite, tokens: String? = Te
 func freshPostgresDatabase() async throws -> String {
     let base = try #require(TestEnv.postgresURL, "PostgreSQL tests need scripts/with-postgres.sh (make test-swift)")
     let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
-    let psql = Process()
-    psql.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    psql.arguments = ["psql", base, "-qc", "CREATE DATABASE \(name)"]
-    try psql.run()
-    psql.waitUntilExit()
-    #expect(psql.terminationStatus == 0, "CREATE DATABASE failed")
+    let psql = try runChild(
+        "/usr/bin/env", ["psql", base, "-qc", "CREATE DATABASE \(name)"],
+        environment: ProcessInfo.processInfo.environment, cwd: nil)
+    #expect(psql.status == 0, "CREATE DATABASE failed: \(psql.stderr)")
     var components = try #require(URLComponents(string: base))
     components.path = "/" + name
     return try #require(components.string)
