@@ -26,6 +26,7 @@ public final class PostgresUserStore: UserStore {
     /// either way a quick 503 serves the client better than a slow one.
     private let acquireTimeout: Duration
     private let breaker = CircuitBreaker(openFor: .seconds(1))
+    private let deadlines = DeadlineTimer()
     private let pool: PoolGauges
 
     static let columns = "id, name, username, email, created_at, updated_at, version"
@@ -122,7 +123,7 @@ public final class PostgresUserStore: UserStore {
         let pool = self.pool
         let leased = LeaseFlag()
         do {
-            let value = try await withDeadline(timeout, untilStarted: acquireTimeout, started: leased) {
+            let value = try await deadlines.withDeadline(timeout, untilStarted: acquireTimeout, started: leased) {
                 pool.waiting(+1)
                 defer { if !leased.isSet { pool.waiting(-1) } }
                 return try await client.withConnection { connection in
@@ -221,7 +222,11 @@ public final class PostgresUserStore: UserStore {
         // The pool runs until graceful shutdown cancels it; by then the HTTP
         // server has stopped, so no request is cut off.
         await cancelWhenGracefulShutdown {
-            await self.client.run()
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.deadlines.run() }
+                await self.client.run()
+                group.cancelAll()
+            }
         }
     }
 
@@ -519,25 +524,6 @@ final class LeaseFlag: Sendable {
     private let value = Atomic<Bool>(false)
     var isSet: Bool { value.load(ordering: .acquiring) }
     func set() { value.store(true, ordering: .releasing) }
-}
-
-/// Like `withDeadline`, with a shorter first deadline that applies until `started` is set.
-func withDeadline<T: Sendable>(
-    _ timeout: Duration, untilStarted startTimeout: Duration, started: LeaseFlag,
-    _ body: @escaping @Sendable () async throws -> T
-) async throws -> T {
-    try await withThrowingTaskGroup(of: T.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: startTimeout)
-            if !started.isSet { throw DeadlineExceeded() }
-            try await Task.sleep(for: timeout - startTimeout)
-            throw DeadlineExceeded()
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next() else { throw DeadlineExceeded() }
-        return first
-    }
 }
 
 extension PostgresUserStore {

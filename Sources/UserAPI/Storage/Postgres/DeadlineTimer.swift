@@ -1,0 +1,143 @@
+import Synchronization
+
+/// Deadlines for PostgreSQL calls, checked by one loop (`run()`) instead of a
+/// timer per call.
+///
+/// Why: `Task.sleep` on Linux arms a libdispatch timer source for every call,
+/// and a sleep that is cancelled because the query finished first keeps its
+/// source until the time it would have fired. With a deadline on every
+/// storage call that was 10–20 % of PostgreSQL throughput and ~5 MB of peak
+/// memory under load (bench/README.md, "What was measured and changed").
+/// Here a call costs two short critical sections; the loop wakes every
+/// `resolution` and resumes the calls whose deadline has passed, so a
+/// deadline fires up to one `resolution` late.
+final class DeadlineTimer: Sendable {
+    let resolution: Duration
+
+    private struct Deadlines {
+        /// Applies while `started` is unset (waiting for a pooled connection).
+        let untilStarted: ContinuousClock.Instant
+        let started: LeaseFlag
+        let overall: ContinuousClock.Instant
+
+        func passed(at now: ContinuousClock.Instant) -> Bool {
+            now >= overall || (now >= untilStarted && !started.isSet)
+        }
+    }
+
+    /// Every call has an entry from `wait` until it is resumed, so neither a
+    /// cancellation that comes before the continuation is stored nor one that
+    /// comes after the deadline fired can leave anything behind.
+    private enum Entry {
+        case registered(Deadlines)
+        case waiting(Deadlines, UnsafeContinuation<Bool, Never>)
+        /// Decided before the continuation was stored: true = expired.
+        case decided(Bool)
+    }
+
+    private struct State {
+        var nextID: UInt64 = 0
+        var entries: [UInt64: Entry] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    init(resolution: Duration = .milliseconds(50)) {
+        self.resolution = resolution
+    }
+
+    /// Calls currently waiting on a deadline (for tests: nothing may linger).
+    var pending: Int { state.withLock { $0.entries.count } }
+
+    /// Suspends until a deadline passes (returns true) or the task is
+    /// cancelled (returns false).
+    func wait(
+        until overall: ContinuousClock.Instant, orUntil untilStarted: ContinuousClock.Instant, unless started: LeaseFlag
+    ) async -> Bool {
+        let deadlines = Deadlines(untilStarted: untilStarted, started: started, overall: overall)
+        let id = state.withLock { s in
+            s.nextID &+= 1
+            s.entries[s.nextID] = .registered(deadlines)
+            return s.nextID
+        }
+        return await withTaskCancellationHandler {
+            await withUnsafeContinuation { continuation in
+                let decided: Bool? = state.withLock { s in
+                    switch s.entries[id] {
+                    case .registered(let deadlines):
+                        s.entries[id] = .waiting(deadlines, continuation)
+                        return nil
+                    case .decided(let expired):
+                        s.entries[id] = nil
+                        return expired
+                    case .waiting, nil:
+                        preconditionFailure("deadline entry \(id) resumed twice")
+                    }
+                }
+                if let decided { continuation.resume(returning: decided) }
+            }
+        } onCancel: {
+            resolve(id, expired: false)
+        }
+    }
+
+    /// Checks the deadlines every `resolution` until the task is cancelled.
+    func run() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: resolution)
+            expire(at: .now)
+        }
+    }
+
+    /// Resumes every call whose deadline has passed at `now`.
+    func expire(at now: ContinuousClock.Instant) {
+        var ids: [UInt64] = []
+        state.withLock { s in
+            for (id, entry) in s.entries {
+                switch entry {
+                case .registered(let d), .waiting(let d, _): if d.passed(at: now) { ids.append(id) }
+                case .decided: break
+                }
+            }
+        }
+        for id in ids { resolve(id, expired: true) }
+    }
+
+    private func resolve(_ id: UInt64, expired: Bool) {
+        let continuation: UnsafeContinuation<Bool, Never>? = state.withLock { s in
+            switch s.entries[id] {
+            case .registered:
+                s.entries[id] = .decided(expired)
+                return nil
+            case .waiting(_, let continuation):
+                s.entries[id] = nil
+                return continuation
+            case .decided, nil:
+                return nil  // already decided or resumed: the first outcome stands
+            }
+        }
+        continuation?.resume(returning: expired)
+    }
+
+    /// Runs `body` with a deadline of `timeout`, and of `startTimeout` until
+    /// `started` is set; when one passes, `body` is cancelled and
+    /// `DeadlineExceeded` is thrown.
+    func withDeadline<T: Sendable>(
+        _ timeout: Duration, untilStarted startTimeout: Duration, started: LeaseFlag,
+        _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        let now = ContinuousClock.now
+        return try await withThrowingTaskGroup(of: T.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                if await self.wait(until: now + timeout, orUntil: now + startTimeout, unless: started) {
+                    throw DeadlineExceeded()
+                }
+                throw CancellationError()
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next() else { throw DeadlineExceeded() }
+            return first
+        }
+    }
+}
