@@ -1,0 +1,46 @@
+import Foundation
+import Testing
+
+@testable import UserAPI
+
+/// The PostgreSQL pool's shape, as the server sees it (pg_stat_activity).
+@Suite("PostgreSQL pool", .enabled(if: TestEnv.postgresURL != nil))
+struct PostgresPoolTests {
+    /// Connections the server has open to `database` from userapi.
+    func serverSideConnections(_ database: String) throws -> Int {
+        let base = try #require(TestEnv.postgresURL)
+        let result = try runChild(
+            "/usr/bin/env",
+            [
+                "psql", base, "-qtAc",
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '\(database)' AND application_name = 'userapi'",
+            ],
+            environment: ProcessInfo.processInfo.environment, cwd: nil)
+        #expect(result.status == 0, "psql failed: \(result.stderr)")
+        return try #require(Int(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
+    }
+
+    @Test("the pool opens database.pool_size connections and keeps them through idle periods")
+    func fixedSize() async throws {
+        let dir = TempDir()
+        var config = try await testConfig(dir, backend: .postgres)
+        config.database.poolSize = 3
+        // Other suites load the same server in parallel; connecting can take a while.
+        config.database.acquireTimeout = .seconds(10)
+        let database = try #require(URLComponents(string: config.database.url)?.path.dropFirst()).description
+        let store = try await StoreFactory.make(config, logger: TestEnv.logger)
+        try await withRunningStores([store]) {
+            try await store.ping()
+            // Opened in the background: wait for all of them (bounded), then check they stay.
+            let deadline = ContinuousClock.now + .seconds(10)
+            var open = try serverSideConnections(database)
+            while open < 3, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+                open = try serverSideConnections(database)
+            }
+            #expect(open == 3)
+            try await Task.sleep(for: .seconds(1))
+            #expect(try serverSideConnections(database) == 3)
+        }
+    }
+}
