@@ -205,11 +205,26 @@ def database_restart(args, pg: Postgres, binary: str) -> Drill:
     d.expect(slowest <= statement_timeout + 1, f"a request took {slowest:.1f}s during the outage (timeout {statement_timeout:g}s)")
     d.expect(recovered is not None and recovered <= 5.0, f"recovery took {recovered}s (expected within 5s)")
     d.expect(all(r.alive() for r in replicas), "a replica crashed during the outage")
+    for r in replicas:
+        if not r.alive():
+            # The Swift runtime's crash report (thread backtraces) can run to a few hundred lines.
+            d.say(f"{r.name} exited with {r.process.returncode}; its log from the first non-JSON line:\n"
+                  + crash_report(r.tail(2000)))
     d.expect(not missing, f"{len(missing)} acknowledged writes are missing")
     kill_all(replicas)
     lb.stop()
     shutil.rmtree(work, ignore_errors=True)
     return d
+
+
+def crash_report(log: str) -> str:
+    """A replica's log from its first line that is not JSON (the crash report), at most 80 lines;
+    otherwise its last 25 lines."""
+    lines = log.splitlines()
+    for i, line in enumerate(lines):
+        if line and not line.startswith("{"):
+            return "\n".join(lines[i:i + 80])
+    return "\n".join(lines[-25:])
 
 
 def sqlite_recreate(args, binary: str) -> Drill:

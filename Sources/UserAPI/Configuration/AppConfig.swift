@@ -32,6 +32,10 @@ public struct AppConfig: Sendable {
         public var statementTimeout: Duration = .seconds(5)
         /// Longest wait for a free PostgreSQL connection before answering 503.
         public var acquireTimeout: Duration = .seconds(1)
+        /// A pooled PostgreSQL connection idle this long is closed. Not a
+        /// configuration key: short by design (see PostgresUserStore.make);
+        /// the tests shorten it further.
+        var idleConnectionTimeout: Duration = .seconds(10)
         public var tlsMode: TLSMode = .disable
         public var tlsCAFile: String?
         public var migrateOnStart = true

@@ -69,7 +69,7 @@ extension ConfigOption {
             apply: { c, v throws(ConfigValueParser.Invalid) in c.database.passwordFile = try ConfigValueParser.nonEmpty(v) },
             render: { $0.database.passwordFile }),
         ConfigOption(
-            "database.pool_size", help: "PostgreSQL connections per replica, opened at start and kept.",
+            "database.pool_size", help: "Most PostgreSQL connections per replica (opened on demand, closed after 10 s idle).",
             apply: { c, v throws(ConfigValueParser.Invalid) in c.database.poolSize = try ConfigValueParser.int(v, in: 1...500) },
             render: { "\($0.database.poolSize)" }),
         ConfigOption(

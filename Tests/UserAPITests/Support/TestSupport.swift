@@ -74,8 +74,7 @@ func testConfig(_ dir: TempDir, backend: Backend = .sqlite, tokens: String? = Te
         config.database.url = "sqlite:\(dir.file("users.sqlite"))"
     case .postgres:
         config.database.url = try await freshPostgresDatabase()
-        // The pool keeps all its connections open, and tests run in parallel
-        // against one server (max_connections = 200).
+        // Tests run in parallel against one server (max_connections = 200).
         config.database.poolSize = 4
     }
     return config
