@@ -309,7 +309,7 @@ variable "app_min_replicas" {
 }
 
 variable "app_max_replicas" {
-  description = "Most userapi pods the HPA may run. Each pod keeps database.pool_size (10) connections open: keep (max_replicas + 1) x 10 under the database's max_connections."
+  description = "Most userapi pods the HPA may run. Each pod opens up to database.pool_size (10) connections: keep (max_replicas + 1) x 10 under the database's max_connections."
   type        = number
   default     = 10
 
