@@ -6,11 +6,12 @@ import Synchronization
 /// Why: `Task.sleep` on Linux arms a libdispatch timer source for every call,
 /// and a sleep that is cancelled because the query finished first keeps its
 /// source until the time it would have fired. With a deadline on every
-/// storage call that was 10–20 % of PostgreSQL throughput and ~5 MB of peak
+/// storage call that cost 8–30 % of PostgreSQL throughput and 3–4 MB of peak
 /// memory under load (bench/README.md, "What was measured and changed").
-/// Here a call costs two short critical sections; the loop wakes every
-/// `resolution` and resumes the calls whose deadline has passed, so a
-/// deadline fires up to one `resolution` late.
+/// Here a call costs a few short critical sections; the loop wakes every
+/// `resolution` (also when idle: 20 cheap wake-ups a second) and resumes the
+/// calls whose deadline has passed, so a deadline fires up to one
+/// `resolution` late.
 final class DeadlineTimer: Sendable {
     let resolution: Duration
 
