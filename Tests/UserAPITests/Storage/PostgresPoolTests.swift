@@ -9,13 +9,9 @@ struct PostgresPoolTests {
     /// Connections the server has open to `database` from userapi.
     func serverSideConnections(_ database: String) throws -> Int {
         let base = try #require(TestEnv.postgresURL)
-        let result = try runChild(
-            "/usr/bin/env",
-            [
-                "psql", base, "-qtAc",
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = '\(database)' AND application_name = 'userapi'",
-            ],
-            environment: ProcessInfo.processInfo.environment, cwd: nil)
+        let result = try psql(
+            base, "-qtAc",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = '\(database)' AND application_name = 'userapi'")
         #expect(result.status == 0, "psql failed: \(result.stderr)")
         return try #require(Int(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
     }

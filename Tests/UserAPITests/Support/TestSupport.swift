@@ -80,14 +80,17 @@ func testConfig(_ dir: TempDir, backend: Backend = .sqlite, tokens: String? = Te
     return config
 }
 
+/// Runs psql (from PATH, as scripts/with-postgres.sh sets it up) against `url`.
+func psql(_ url: String, _ arguments: String...) throws -> (status: Int32, stdout: String, stderr: String) {
+    try runChild("/usr/bin/env", ["psql", url] + arguments, environment: ProcessInfo.processInfo.environment, cwd: nil)
+}
+
 /// Creates an empty database on the test server and returns its URL.
 func freshPostgresDatabase() async throws -> String {
     let base = try #require(TestEnv.postgresURL, "PostgreSQL tests need scripts/with-postgres.sh (make test-swift)")
     let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
-    let psql = try runChild(
-        "/usr/bin/env", ["psql", base, "-qc", "CREATE DATABASE \(name)"],
-        environment: ProcessInfo.processInfo.environment, cwd: nil)
-    #expect(psql.status == 0, "CREATE DATABASE failed: \(psql.stderr)")
+    let result = try psql(base, "-qc", "CREATE DATABASE \(name)")
+    #expect(result.status == 0, "CREATE DATABASE failed: \(result.stderr)")
     var components = try #require(URLComponents(string: base))
     components.path = "/" + name
     return try #require(components.string)
