@@ -152,4 +152,38 @@ struct DeadlineTimerTests {
         #expect(expired)
         #expect(timer.pending == 0)
     }
+
+    @Test("at the deadline onExpiry runs, so a call that ignores cancellation can be ended; not when in time")
+    func onExpiryEndsAStuckCall() async throws {
+        let timer = DeadlineTimer(resolution: .milliseconds(10))
+        let gate = Gate()
+        gate.open(after: .seconds(3))
+        let expired = Flag()
+        let started = LeaseFlag()
+        started.set()
+        let start = ContinuousClock.now
+        await withLoop(timer) {
+            await #expect(throws: DeadlineExceeded.self) {
+                try await timer.withDeadline(
+                    .milliseconds(200), untilStarted: .milliseconds(100), started: started,
+                    onExpiry: {
+                        expired.set()
+                        gate.open()
+                    }
+                ) { await gate.wait() }
+            }
+        }
+        #expect(expired.isSet)
+        #expect(ContinuousClock.now - start < .seconds(2), "the call was not ended by onExpiry")
+        #expect(timer.pending == 0)
+
+        let notExpired = Flag()
+        let value = try await withLoop(timer) {
+            try await timer.withDeadline(
+                .seconds(30), untilStarted: .seconds(30), started: started, onExpiry: { notExpired.set() }
+            ) { 7 }
+        }
+        #expect(value == 7)
+        #expect(!notExpired.isSet, "onExpiry ran for a call that finished in time")
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 @testable import UserAPI
@@ -38,6 +39,78 @@ struct PostgresPoolTests {
             #expect(open == 0, "idle connections were not closed")
             try await store.ping()
             #expect(try serverSideConnections(database) >= 1)
+        }
+    }
+
+    /// Process ids of the server backends serving userapi connections to `database`.
+    func serverSideBackends(_ database: String) throws -> [Int32] {
+        let base = try #require(TestEnv.postgresURL)
+        let result = try psql(
+            base, "-qtAc",
+            "SELECT pid FROM pg_stat_activity WHERE datname = '\(database)' AND application_name = 'userapi'")
+        #expect(result.status == 0, "psql failed: \(result.stderr)")
+        return result.stdout.split(whereSeparator: \.isNewline).compactMap { Int32($0) }
+    }
+
+    /// A database that stops answering without closing the connection (a
+    /// network partition, a frozen VM, a failover that leaves the old address
+    /// silent). Simulated by stopping the one server process behind the
+    /// store's only connection with SIGSTOP: the TCP connection stays open and
+    /// nothing comes back. The call must fail at its deadline, and the stuck
+    /// connection must leave the pool: with a pool of one, a connection still
+    /// leased to the abandoned query would make every later call wait for a
+    /// connection until the kernel gives up on the socket (minutes).
+    @Test("a connection whose server stops answering fails the call at its deadline and is replaced")
+    func silentServerIsAbandonedAtTheDeadline() async throws {
+        let dir = TempDir()
+        var config = try await testConfig(dir, backend: .postgres)
+        config.database.poolSize = 1
+        config.database.statementTimeout = .seconds(2)
+        config.database.acquireTimeout = .seconds(2)
+        let database = try #require(URLComponents(string: config.database.url)?.path.dropFirst()).description
+        let store = try await StoreFactory.make(config, logger: TestEnv.logger)
+        try await withRunningStores([store]) {
+            try await store.ping()
+            let backends = try serverSideBackends(database)
+            try #require(backends.count == 1, "expected the pool's one connection, found \(backends)")
+            let frozen = backends[0]
+            try #require(kill(frozen, SIGSTOP) == 0, "cannot stop backend \(frozen): errno \(errno)")
+            // Whatever happens below, the backend runs again (it then finds its socket closed and exits).
+            let resumed = Mutex(false)
+            func resume() {
+                resumed.withLock { done in
+                    if !done { _ = kill(frozen, SIGCONT) }
+                    done = true
+                }
+            }
+            defer { resume() }
+
+            let start = ContinuousClock.now
+            let finished = Mutex<Duration?>(nil)
+            let call = Task {
+                defer { finished.withLock { $0 = .now - start } }
+                try await store.ping()
+            }
+            // Bounded wait, so a regression fails this test instead of hanging it.
+            while finished.withLock({ $0 }) == nil, ContinuousClock.now - start < .seconds(10) {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let elapsed = finished.withLock { $0 }
+            #expect(elapsed != nil, "the call was still waiting 10 s after a 2 s deadline")
+            if elapsed == nil { resume() }
+            let result = await call.result
+            guard case .failure(let error) = result, case .unavailable = error as? StoreError else {
+                Issue.record("expected StoreError.unavailable, got \(result)")
+                return
+            }
+            if let elapsed { #expect(elapsed < .seconds(3.5), "the call took \(elapsed) against a 2 s deadline") }
+
+            // The server process stays stopped: the next call must get a new connection.
+            let again = ContinuousClock.now
+            try await store.ping()
+            #expect(ContinuousClock.now - again < .seconds(2), "the next call waited for the abandoned connection")
+            let now = try serverSideBackends(database).filter { $0 != frozen }
+            #expect(now.count == 1, "expected one new connection, found \(now)")
         }
     }
 }

@@ -121,10 +121,15 @@ final class DeadlineTimer: Sendable {
     }
 
     /// Runs `body` with a deadline of `timeout`, and of `startTimeout` until
-    /// `started` is set; when one passes, `body` is cancelled and
-    /// `DeadlineExceeded` is thrown.
+    /// `started` is set; when one passes, `onExpiry` runs, `body` is cancelled
+    /// and `DeadlineExceeded` is thrown once `body` has ended.
+    ///
+    /// `onExpiry` is what makes a call that ignores cancellation end: the
+    /// caller waits for `body` (structured concurrency), so a body stuck on a
+    /// silent connection needs that connection closed under it.
     func withDeadline<T: Sendable>(
         _ timeout: Duration, untilStarted startTimeout: Duration, started: LeaseFlag,
+        onExpiry: @escaping @Sendable () -> Void = {},
         _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         let now = ContinuousClock.now
@@ -132,6 +137,7 @@ final class DeadlineTimer: Sendable {
             group.addTask { try await body() }
             group.addTask {
                 if await self.wait(until: now + timeout, orUntil: now + startTimeout, unless: started) {
+                    onExpiry()
                     throw DeadlineExceeded()
                 }
                 throw CancellationError()

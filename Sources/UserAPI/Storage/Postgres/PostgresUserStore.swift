@@ -132,13 +132,17 @@ public final class PostgresUserStore: UserStore {
         }
         let client = self.client
         let pool = self.pool
-        let leased = LeaseFlag()
+        let lease = ConnectionLease()
+        let leased = lease.started
         do {
-            let value = try await deadlines.withDeadline(timeout, untilStarted: acquireTimeout, started: leased) {
+            let value = try await deadlines.withDeadline(
+                timeout, untilStarted: acquireTimeout, started: leased, onExpiry: { lease.abandon() }
+            ) {
                 pool.waiting(+1)
                 defer { if !leased.isSet { pool.waiting(-1) } }
                 return try await client.withConnection { connection in
-                    leased.set()
+                    lease.hold(connection)
+                    defer { lease.release() }
                     pool.waiting(-1)
                     pool.inUse(+1)
                     defer { pool.inUse(-1) }
@@ -149,6 +153,11 @@ public final class PostgresUserStore: UserStore {
             return value
         } catch is DeadlineExceeded {
             breaker.recordFailure()
+            if lease.wasAbandoned {
+                logger.warning(
+                    "postgres did not answer within the statement timeout; closed the connection",
+                    metadata: ["timeout": "\(timeout)"])
+            }
             throw StoreError.unavailable(
                 reason: leased.isSet
                     ? "postgres did not answer within \(timeout)"
@@ -305,7 +314,7 @@ public final class PostgresUserStore: UserStore {
     public func ping() async throws {
         let logger = self.logger
         try await withConnection(probe: true) { conn in
-            try await conn.query("SELECT 1", logger: logger)
+            _ = try await conn.query("SELECT 1", logger: logger)
         }
     }
 
@@ -535,6 +544,51 @@ final class LeaseFlag: Sendable {
     private let value = Atomic<Bool>(false)
     var isSet: Bool { value.load(ordering: .acquiring) }
     func set() { value.store(true, ordering: .releasing) }
+}
+
+/// The connection one storage call holds, so that its deadline can close it.
+///
+/// Why: postgres-nio's `query` does not honour task cancellation; it waits
+/// for the server's answer. When the server stops answering without closing
+/// the connection (network partition, frozen host, a failover that leaves the
+/// old address silent), the call and its pooled connection would stay stuck
+/// until the kernel gives up on the socket, minutes later, and with every
+/// connection stuck the pool could serve nothing even after the database is
+/// back. Closing the connection at the deadline fails the query at once and
+/// makes the pool open a fresh one.
+final class ConnectionLease: Sendable {
+    private struct State {
+        var connection: PostgresConnection?
+        var abandoned = false
+    }
+
+    let started = LeaseFlag()
+    private let state = Mutex(State())
+
+    func hold(_ connection: PostgresConnection) {
+        state.withLock { $0.connection = connection }
+        started.set()
+    }
+
+    /// The call is done with the connection; from here on the pool may give
+    /// it to another call, so the deadline must no longer touch it.
+    func release() {
+        state.withLock { $0.connection = nil }
+    }
+
+    /// The deadline passed: close the connection if the call still holds it.
+    /// Closing under the lock means `release()` cannot hand the connection
+    /// back to the pool between the check and the close.
+    func abandon() {
+        state.withLock { s in
+            guard let connection = s.connection else { return }
+            s.abandoned = true
+            s.connection = nil
+            connection.close().whenComplete { _ in }
+        }
+    }
+
+    var wasAbandoned: Bool { state.withLock { $0.abandoned } }
 }
 
 extension PostgresUserStore {

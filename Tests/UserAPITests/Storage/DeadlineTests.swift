@@ -1,0 +1,105 @@
+import Synchronization
+import Testing
+
+@testable import UserAPI
+
+/// A wait that ignores task cancellation, like a driver call blocked on a
+/// silent socket; only `open()` ends it.
+final class Gate: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let resumeNow = state.withLock { s in
+                if s.open { return true }
+                s.waiters.append(continuation)
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+
+    /// Opens the gate after `delay` at the latest, so that a regression
+    /// makes a test fail on its timing instead of hanging the run.
+    func open(after delay: Duration) {
+        Task {
+            try? await Task.sleep(for: delay)
+            self.open()
+        }
+    }
+
+    func open() {
+        let waiters = state.withLock { s in
+            s.open = true
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+}
+
+@Suite("Deadlines for rare calls (readiness check, migrate)")
+struct DeadlineTests {
+    @Test("a call that finishes in time returns its value without sitting out the deadline")
+    func finishesInTime() async throws {
+        let start = ContinuousClock.now
+        let value = try await withDeadline(.seconds(30)) { 42 }
+        #expect(value == 42)
+        #expect(ContinuousClock.now - start < .seconds(10))
+    }
+
+    @Test("a call's own error is passed through")
+    func passesErrorsThrough() async throws {
+        struct Boom: Error {}
+        await #expect(throws: Boom.self) { try await withDeadline(.seconds(30)) { throw Boom() } }
+    }
+
+    @Test("the caller gets DeadlineExceeded at the deadline even when the call ignores cancellation")
+    func doesNotWaitForAStuckCall() async throws {
+        let gate = Gate()
+        gate.open(after: .seconds(3))
+        let cancelled = DeadlineTimerTests.Flag()
+        let start = ContinuousClock.now
+        await #expect(throws: DeadlineExceeded.self) {
+            try await withDeadline(.milliseconds(200)) {
+                await gate.wait()
+                if Task.isCancelled { cancelled.set() }
+            }
+        }
+        let elapsed = ContinuousClock.now - start
+        #expect(elapsed >= .milliseconds(200))
+        #expect(elapsed < .seconds(2), "the caller waited for the stuck call (\(elapsed))")
+        // The abandoned call was cancelled: it sees so once it can run again.
+        gate.open()
+        let until = ContinuousClock.now + .seconds(5)
+        while !cancelled.isSet, ContinuousClock.now < until {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(cancelled.isSet, "the abandoned call was not cancelled")
+    }
+
+    @Test("cancelling the caller ends the wait at once and cancels the call")
+    func callerCancellation() async throws {
+        let gate = Gate()
+        gate.open(after: .seconds(3))
+        let cancelled = DeadlineTimerTests.Flag()
+        let start = ContinuousClock.now
+        let caller = Task {
+            try await withDeadline(.seconds(30)) {
+                await gate.wait()
+                if Task.isCancelled { cancelled.set() }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        caller.cancel()
+        let result = await caller.result
+        #expect(throws: CancellationError.self) { try result.get() }
+        #expect(ContinuousClock.now - start < .seconds(2), "the caller waited for the call")
+        gate.open()
+        let until = ContinuousClock.now + .seconds(5)
+        while !cancelled.isSet, ContinuousClock.now < until {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(cancelled.isSet, "the call was not cancelled")
+    }
+}
