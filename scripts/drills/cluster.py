@@ -348,6 +348,29 @@ class Postgres:
     def start(self) -> None:
         self.pg_ctl("-l", f"{self.data}/../server.log", "-w", "-t", "30", "start")
 
+    def server_pids(self) -> list[str]:
+        """The postmaster and every process it started (backends, background workers)."""
+        postmaster = Path(self.data, "postmaster.pid").read_text().split("\n", 1)[0].strip()
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == postmaster:
+                children.append(stat.parent.name)
+        return [postmaster, *children]
+
+    def freeze(self) -> list[str]:
+        """Stops every server process with SIGSTOP: connections stay open and nothing answers,
+        as on a network partition or a frozen host. The postmaster first, so it starts no new backend."""
+        pids = self.server_pids()
+        subprocess.run(self.run_as + ["kill", "-STOP", *pids], check=True)
+        return pids
+
+    def thaw(self, pids: list[str]) -> None:
+        subprocess.run(self.run_as + ["kill", "-CONT", *reversed(pids)], check=True)
+
     def fresh_database(self) -> str:
         name = "drill_" + os.urandom(6).hex()
         subprocess.run(["psql", self.url, "-qc", f"CREATE DATABASE {name}"], check=True, stdout=subprocess.DEVNULL)

@@ -7,7 +7,7 @@ the chart's readiness probe). Settings (drain delay, shutdown timeout, probe
 path and timing, grace period, minReadySeconds, surge, memory limit) come
 from the rendered Helm chart, so the drills test what would ship.
 
-  drills.py [--short] [--only rolling,crash,database,sqlite,overload]
+  drills.py [--short] [--only rolling,crash,database,freeze,sqlite,overload]
 
 Each drill prints what it does and a result row; the run ends with a table,
 writes JSON and Markdown to bench/results/, and exits non-zero when an
@@ -160,8 +160,10 @@ def crash(args, pg: Postgres, binary: str) -> Drill:
     return d
 
 
-def database_restart(args, pg: Postgres, binary: str) -> Drill:
-    d = Drill("database restart")
+def database_outage(args, pg: Postgres, binary: str, freeze: bool) -> Drill:
+    """PostgreSQL stopped (connections closed, nothing listens) or frozen (SIGSTOP: connections
+    stay open and nothing answers, as on a network partition) for a few seconds under load."""
+    d = Drill("database freeze" if freeze else "database restart")
     s = ChartSettings.render(PG_VALUES)
     statement_timeout = 5.0
     work, token = workdir(), os.urandom(12).hex()
@@ -172,14 +174,20 @@ def database_restart(args, pg: Postgres, binary: str) -> Drill:
     time.sleep(args.warmup)
     # Probe one replica directly too: the balancer answers its own 503 once all are unready.
     direct = Load(replicas[0].url, token, rate=20, workers=4).start()
-    pg.stop()
+    # A freeze must outlast the statement timeout: only then does a query stuck on a silent
+    # connection show whether its deadline ends it or it waits for the database to come back.
+    outage = max(args.outage, statement_timeout + 3) if freeze else args.outage
+    frozen = pg.freeze() if freeze else pg.stop()
     t_stop = time.monotonic()
-    d.say(f"PostgreSQL stopped for {args.outage:g}s under load")
+    d.say(f"PostgreSQL {'frozen (SIGSTOP)' if freeze else 'stopped'} for {outage:g}s under load")
     readiness_during = set()
-    while time.monotonic() - t_stop < args.outage:
+    while time.monotonic() - t_stop < outage:
         readiness_during.add(http_get(replicas[1].url + s.readiness_path, timeout=2)[0])
         time.sleep(0.25)
-    pg.start()
+    if freeze:
+        pg.thaw(frozen)
+    else:
+        pg.start()
     t_start = time.monotonic()
     recovered = None
     while time.monotonic() - t_start < 30:
@@ -187,7 +195,7 @@ def database_restart(args, pg: Postgres, binary: str) -> Drill:
             recovered = time.monotonic() - t_start
             break
         time.sleep(0.1)
-    d.say(f"PostgreSQL back; all replicas ready again after {recovered if recovered is None else round(recovered, 2)}s")
+    d.say(f"PostgreSQL answering again; all replicas ready after {recovered if recovered is None else round(recovered, 2)}s")
     # Traffic through the balancer resumes once its health checks see readiness again.
     time.sleep(s.readiness_period + args.cooldown)
     result, direct_result = load.stop(), direct.stop()
@@ -197,7 +205,10 @@ def database_restart(args, pg: Postgres, binary: str) -> Drill:
     outage_records = [r for r in direct_result.records if t_stop <= r.at <= t_start]
     kinds = {r.outcome for r in outage_records}
     statuses = {r.status for r in outage_records if r.outcome == "5xx"}
-    slowest = max((r.latency for r in outage_records), default=0.0)
+    # Every request answered during the outage or just after it, through the balancer too: one
+    # that waited for the database to come back ends right after t_start with the outage's length.
+    answered_around = [r for r in result.records + direct_result.records if t_stop <= r.at <= t_start + 2]
+    slowest = max((r.latency for r in answered_around), default=0.0)
     d.row["outage_answers"] = f"{len(outage_records)} direct, statuses {sorted(statuses)}, slowest {slowest * 1000:.0f} ms"
     d.expect(503 in readiness_during and 200 not in readiness_during, f"readiness during the outage: {sorted(readiness_during)}")
     d.expect(statuses <= {503}, f"errors during the outage were not all 503: {sorted(statuses)}")
@@ -369,8 +380,8 @@ def table(drills: list[Drill]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--short", action="store_true", help="CI version: rolling update and database restart, shorter")
-    parser.add_argument("--only", default="", help="comma-separated drills: rolling,crash,database,sqlite,overload")
+    parser.add_argument("--short", action="store_true", help="CI version: rolling update, database restart and freeze, shorter")
+    parser.add_argument("--only", default="", help="comma-separated drills: rolling,crash,database,freeze,sqlite,overload")
     parser.add_argument("--old-bin", default=os.environ.get("USERAPI_BIN_OLD"))
     parser.add_argument("--new-bin", default=os.environ.get("USERAPI_BIN_NEW"))
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second of the steady load")
@@ -382,13 +393,13 @@ def main() -> int:
     args.outage = 5.0 if args.short else 8.0
     args.overload_clients, args.overload_seconds = 2000, 10
     chosen = set(filter(None, args.only.split(","))) or (
-        {"rolling", "database"} if args.short else {"rolling", "crash", "database", "sqlite", "overload"})
+        {"rolling", "database", "freeze"} if args.short else {"rolling", "crash", "database", "freeze", "sqlite", "overload"})
     if not args.old_bin or not args.new_bin:
         print("drills: set USERAPI_BIN_OLD and USERAPI_BIN_NEW (make drills does)", file=sys.stderr)
         return 2
     args.old_bin, args.new_bin = os.path.abspath(args.old_bin), os.path.abspath(args.new_bin)
     pg = Postgres.from_env()
-    if pg is None and chosen & {"rolling", "crash", "database"}:
+    if pg is None and chosen & {"rolling", "crash", "database", "freeze"}:
         print("drills: USERAPI_TEST_POSTGRES_URL not set; run through scripts/with-postgres.sh", file=sys.stderr)
         return 2
     # Thousands of connections in the overload drill: raise the descriptor limit to the hard limit.
@@ -400,7 +411,8 @@ def main() -> int:
     drills: list[Drill] = []
     order = [("rolling", lambda: rolling_update(args, pg, args.old_bin, args.new_bin)),
              ("crash", lambda: crash(args, pg, args.new_bin)),
-             ("database", lambda: database_restart(args, pg, args.new_bin)),
+             ("database", lambda: database_outage(args, pg, args.new_bin, freeze=False)),
+             ("freeze", lambda: database_outage(args, pg, args.new_bin, freeze=True)),
              ("sqlite", lambda: sqlite_recreate(args, args.new_bin)),
              ("overload", lambda: overload(args, args.new_bin))]
     for key, run in order:
