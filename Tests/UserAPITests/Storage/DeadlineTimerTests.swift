@@ -47,9 +47,32 @@ struct DeadlineTimerTests {
             }
         }
         let elapsed: Duration = .now - start
-        #expect(cancelled.isSet, "the body was not cancelled")
         #expect(elapsed >= Duration.milliseconds(200))
         #expect(elapsed < Duration.seconds(10), "the deadline did not stop the call (took \(elapsed))")
+        #expect(timer.pending == 0)
+        // The caller does not wait for the abandoned body; its cancellation arrives just after.
+        let until = ContinuousClock.now + .seconds(5)
+        while !cancelled.isSet, ContinuousClock.now < until { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(cancelled.isSet, "the body was not cancelled")
+    }
+
+    @Test("the caller gets its answer at the deadline even when the body ignores cancellation")
+    func doesNotWaitForAStuckBody() async throws {
+        let timer = DeadlineTimer(resolution: .milliseconds(10))
+        let gate = Gate()
+        gate.open(after: .seconds(3))
+        let started = LeaseFlag()
+        started.set()
+        let start = ContinuousClock.now
+        await withLoop(timer) {
+            await #expect(throws: DeadlineExceeded.self) {
+                try await timer.withDeadline(.milliseconds(200), untilStarted: .milliseconds(100), started: started) {
+                    await gate.wait()
+                }
+            }
+        }
+        let elapsed = ContinuousClock.now - start
+        #expect(elapsed < .seconds(2), "the caller waited for the stuck body (\(elapsed))")
         #expect(timer.pending == 0)
     }
 
@@ -153,12 +176,12 @@ struct DeadlineTimerTests {
         #expect(timer.pending == 0)
     }
 
-    @Test("at the deadline onExpiry runs, so a call that ignores cancellation can be ended; not when in time")
-    func onExpiryEndsAStuckCall() async throws {
+    @Test("at the deadline onAbandon runs, so a call that ignores cancellation can be ended")
+    func onAbandonAtTheDeadline() async throws {
         let timer = DeadlineTimer(resolution: .milliseconds(10))
         let gate = Gate()
         gate.open(after: .seconds(3))
-        let expired = Flag()
+        let abandoned = Flag()
         let started = LeaseFlag()
         started.set()
         let start = ContinuousClock.now
@@ -166,24 +189,44 @@ struct DeadlineTimerTests {
             await #expect(throws: DeadlineExceeded.self) {
                 try await timer.withDeadline(
                     .milliseconds(200), untilStarted: .milliseconds(100), started: started,
-                    onExpiry: {
-                        expired.set()
+                    onAbandon: {
+                        abandoned.set()
                         gate.open()
                     }
                 ) { await gate.wait() }
             }
         }
-        #expect(expired.isSet)
-        #expect(ContinuousClock.now - start < .seconds(2), "the call was not ended by onExpiry")
+        #expect(abandoned.isSet)
+        #expect(ContinuousClock.now - start < .seconds(2), "the caller waited for the stuck body")
         #expect(timer.pending == 0)
+    }
 
-        let notExpired = Flag()
-        let value = try await withLoop(timer) {
-            try await timer.withDeadline(
-                .seconds(30), untilStarted: .seconds(30), started: started, onExpiry: { notExpired.set() }
-            ) { 7 }
+    @Test("when the caller is cancelled onAbandon runs too, so a stuck call ends at once")
+    func onAbandonWhenCancelled() async throws {
+        let timer = DeadlineTimer(resolution: .milliseconds(10))
+        let gate = Gate()
+        gate.open(after: .seconds(3))
+        let abandoned = Flag()
+        let started = LeaseFlag()
+        started.set()
+        let start = ContinuousClock.now
+        try await withLoop(timer) {
+            let caller = Task {
+                try await timer.withDeadline(
+                    .seconds(30), untilStarted: .seconds(30), started: started,
+                    onAbandon: {
+                        abandoned.set()
+                        gate.open()
+                    }
+                ) { await gate.wait() }
+            }
+            try await Task.sleep(for: .milliseconds(50))
+            caller.cancel()
+            let result = await caller.result
+            #expect(throws: CancellationError.self) { try result.get() }
         }
-        #expect(value == 7)
-        #expect(!notExpired.isSet, "onExpiry ran for a call that finished in time")
+        #expect(abandoned.isSet)
+        #expect(ContinuousClock.now - start < .seconds(2), "the cancelled caller waited for the stuck body")
+        #expect(timer.pending == 0)
     }
 }

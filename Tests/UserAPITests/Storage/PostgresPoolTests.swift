@@ -1,4 +1,5 @@
 import Foundation
+import PostgresNIO
 import Synchronization
 import Testing
 
@@ -52,20 +53,31 @@ struct PostgresPoolTests {
         return result.stdout.split(whereSeparator: \.isNewline).compactMap { Int32($0) }
     }
 
+    /// How a call on a silent connection is given up.
+    enum GiveUp: String, CaseIterable, CustomTestStringConvertible {
+        /// Its statement deadline passes.
+        case deadline
+        /// Its caller is cancelled first, as the readiness check cancels its ping after 800 ms.
+        case cancellation
+        var testDescription: String { rawValue }
+    }
+
     /// A database that stops answering without closing the connection (a
     /// network partition, a frozen VM, a failover that leaves the old address
     /// silent). Simulated by stopping the one server process behind the
     /// store's only connection with SIGSTOP: the TCP connection stays open and
-    /// nothing comes back. The call must fail at its deadline, and the stuck
+    /// nothing comes back. The call must end when it is given up, and the stuck
     /// connection must leave the pool: with a pool of one, a connection still
     /// leased to the abandoned query would make every later call wait for a
     /// connection until the kernel gives up on the socket (minutes).
-    @Test("a connection whose server stops answering fails the call at its deadline and is replaced")
-    func silentServerIsAbandonedAtTheDeadline() async throws {
+    @Test(
+        "a call on a connection whose server stops answering ends when given up, and the connection is replaced",
+        arguments: GiveUp.allCases)
+    func silentServerIsAbandoned(_ giveUp: GiveUp) async throws {
         let dir = TempDir()
         var config = try await testConfig(dir, backend: .postgres)
         config.database.poolSize = 1
-        config.database.statementTimeout = .seconds(2)
+        config.database.statementTimeout = giveUp == .deadline ? .seconds(2) : .seconds(60)
         config.database.acquireTimeout = .seconds(2)
         let database = try #require(URLComponents(string: config.database.url)?.path.dropFirst()).description
         let store = try await StoreFactory.make(config, logger: TestEnv.logger)
@@ -91,19 +103,29 @@ struct PostgresPoolTests {
                 defer { finished.withLock { $0 = .now - start } }
                 try await store.ping()
             }
+            if giveUp == .cancellation {
+                try await Task.sleep(for: .milliseconds(300))
+                call.cancel()
+            }
             // Bounded wait, so a regression fails this test instead of hanging it.
             while finished.withLock({ $0 }) == nil, ContinuousClock.now - start < .seconds(10) {
                 try await Task.sleep(for: .milliseconds(50))
             }
             let elapsed = finished.withLock { $0 }
-            #expect(elapsed != nil, "the call was still waiting 10 s after a 2 s deadline")
+            #expect(elapsed != nil, "the call was still waiting after 10 s")
             if elapsed == nil { resume() }
             let result = await call.result
-            guard case .failure(let error) = result, case .unavailable = error as? StoreError else {
-                Issue.record("expected StoreError.unavailable, got \(result)")
-                return
+            switch giveUp {
+            case .deadline:
+                guard case .failure(let error) = result, case .unavailable = error as? StoreError else {
+                    Issue.record("expected StoreError.unavailable, got \(result)")
+                    return
+                }
+                if let elapsed { #expect(elapsed < .seconds(3.5), "the call took \(elapsed) against a 2 s deadline") }
+            case .cancellation:
+                #expect(throws: CancellationError.self) { try result.get() }
+                if let elapsed { #expect(elapsed < .seconds(2), "the cancelled call took \(elapsed) to end") }
             }
-            if let elapsed { #expect(elapsed < .seconds(3.5), "the call took \(elapsed) against a 2 s deadline") }
 
             // The server process stays stopped: the next call must get a new connection.
             let again = ContinuousClock.now
@@ -112,5 +134,48 @@ struct PostgresPoolTests {
             let now = try serverSideBackends(database).filter { $0 != frozen }
             #expect(now.count == 1, "expected one new connection, found \(now)")
         }
+    }
+
+    /// A direct connection to the test server (outside any pool).
+    func connect() async throws -> PostgresConnection {
+        let base = try #require(TestEnv.postgresURL)
+        let url = try #require(URLComponents(string: base))
+        let host = try #require(url.host)
+        let configuration = PostgresConnection.Configuration(
+            host: host, port: url.port ?? 5432, username: url.user ?? "postgres",
+            password: url.password, database: String(url.path.dropFirst()), tls: .disable)
+        return try await PostgresConnection.connect(configuration: configuration, id: 1, logger: TestEnv.logger)
+    }
+
+    @Test("a deadline closes the connection its call holds, never one the call has released or not yet got")
+    func connectionLease() async throws {
+        // Held when the deadline passes: closed.
+        let held = try await connect()
+        let lease = ConnectionLease()
+        #expect(lease.hold(held))
+        #expect(lease.started.isSet)
+        lease.abandon()
+        #expect(lease.wasAbandoned)
+        try await held.closeFuture.get()
+        #expect(held.isClosed)
+
+        // Released before the deadline (back in the pool, maybe another call's now): left open.
+        let released = try await connect()
+        let second = ConnectionLease()
+        #expect(second.hold(released))
+        second.release()
+        second.abandon()
+        #expect(!second.wasAbandoned)
+        try await released.query("SELECT 1", logger: TestEnv.logger)
+        #expect(!released.isClosed)
+
+        // Handed out after the deadline: refused, so the call gives it back unused, and left open.
+        let third = ConnectionLease()
+        third.abandon()
+        #expect(!third.hold(released))
+        #expect(!third.started.isSet)
+        #expect(!third.wasAbandoned)
+        try await released.query("SELECT 1", logger: TestEnv.logger)
+        try await released.close()
     }
 }

@@ -55,13 +55,26 @@ final class DeadlineTimer: Sendable {
     func wait(
         until overall: ContinuousClock.Instant, orUntil untilStarted: ContinuousClock.Instant, unless started: LeaseFlag
     ) async -> Bool {
+        await wait(register(until: overall, orUntil: untilStarted, unless: started))
+    }
+
+    /// Adds an entry; from here on `expire` or `resolve` can decide it.
+    private func register(
+        until overall: ContinuousClock.Instant, orUntil untilStarted: ContinuousClock.Instant, unless started: LeaseFlag
+    ) -> UInt64 {
         let deadlines = Deadlines(untilStarted: untilStarted, started: started, overall: overall)
-        let id = state.withLock { s in
+        return state.withLock { s in
             s.nextID &+= 1
             s.entries[s.nextID] = .registered(deadlines)
             return s.nextID
         }
-        return await withTaskCancellationHandler {
+    }
+
+    /// Suspends until entry `id` is decided: true when its deadline passed,
+    /// false when it was resolved otherwise (the call finished, or this task
+    /// was cancelled).
+    private func wait(_ id: UInt64) async -> Bool {
+        await withTaskCancellationHandler {
             await withUnsafeContinuation { continuation in
                 let decided: Bool? = state.withLock { s in
                     switch s.entries[id] {
@@ -121,30 +134,44 @@ final class DeadlineTimer: Sendable {
     }
 
     /// Runs `body` with a deadline of `timeout`, and of `startTimeout` until
-    /// `started` is set; when one passes, `onExpiry` runs, `body` is cancelled
-    /// and `DeadlineExceeded` is thrown once `body` has ended.
+    /// `started` is set. When one passes, or the caller is cancelled, the call
+    /// is given up: `onAbandon` runs, `body` is cancelled, and the caller gets
+    /// `DeadlineExceeded` (or `CancellationError`) at once, without waiting
+    /// for `body` to end.
     ///
-    /// `onExpiry` is what makes a call that ignores cancellation end: the
-    /// caller waits for `body` (structured concurrency), so a body stuck on a
-    /// silent connection needs that connection closed under it.
+    /// Why not wait for `body` (a task group would): postgres-nio's queries do
+    /// not stop when cancelled, and a connection lease cancelled at an
+    /// unlucky moment can stay queued in its pool; either would hold the
+    /// request until the database answers again, minutes on a silent network.
+    /// `onAbandon` closes the connection the call holds, which ends a stuck
+    /// query, and the abandoned `body` finishes on its own.
     func withDeadline<T: Sendable>(
         _ timeout: Duration, untilStarted startTimeout: Duration, started: LeaseFlag,
-        onExpiry: @escaping @Sendable () -> Void = {},
+        onAbandon: @escaping @Sendable () -> Void = {},
         _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         let now = ContinuousClock.now
-        return try await withThrowingTaskGroup(of: T.self) { group in
-            group.addTask { try await body() }
-            group.addTask {
-                if await self.wait(until: now + timeout, orUntil: now + startTimeout, unless: started) {
-                    onExpiry()
-                    throw DeadlineExceeded()
-                }
-                throw CancellationError()
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next() else { throw DeadlineExceeded() }
-            return first
+        let id = register(until: now + timeout, orUntil: now + startTimeout, unless: started)
+        let outcome = Outcome<T>()
+        let work = Task {
+            do { outcome.set(.success(try await body())) } catch { outcome.set(.failure(error)) }
+            self.resolve(id, expired: false)
         }
+        let expired = await wait(id)
+        // The body's result wins whenever it is there, even if the deadline passed meanwhile.
+        if let result = outcome.take() { return try result.get() }
+        onAbandon()
+        work.cancel()
+        if expired { throw DeadlineExceeded() }
+        throw CancellationError()
     }
+}
+
+/// The result of a call's body, once it has one.
+private final class Outcome<T: Sendable>: Sendable {
+    private let result = Mutex<Result<T, any Error>?>(nil)
+
+    func set(_ value: Result<T, any Error>) { result.withLock { $0 = value } }
+
+    func take() -> Result<T, any Error>? { result.withLock { $0 } }
 }

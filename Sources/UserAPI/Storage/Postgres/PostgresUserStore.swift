@@ -136,12 +136,14 @@ public final class PostgresUserStore: UserStore {
         let leased = lease.started
         do {
             let value = try await deadlines.withDeadline(
-                timeout, untilStarted: acquireTimeout, started: leased, onExpiry: { lease.abandon() }
+                timeout, untilStarted: acquireTimeout, started: leased, onAbandon: { lease.abandon() }
             ) {
                 pool.waiting(+1)
                 defer { if !leased.isSet { pool.waiting(-1) } }
                 return try await client.withConnection { connection in
-                    lease.hold(connection)
+                    // The pool can hand out a connection just after the call was given up (its
+                    // lease does not check for cancellation): give it back unused.
+                    guard lease.hold(connection) else { throw DeadlineExceeded() }
                     defer { lease.release() }
                     pool.waiting(-1)
                     pool.inUse(+1)
@@ -546,7 +548,8 @@ final class LeaseFlag: Sendable {
     func set() { value.store(true, ordering: .releasing) }
 }
 
-/// The connection one storage call holds, so that its deadline can close it.
+/// The connection one storage call holds, so that its deadline (or its
+/// caller's cancellation) can close it.
 ///
 /// Why: postgres-nio's `query` does not honour task cancellation; it waits
 /// for the server's answer. When the server stops answering without closing
@@ -559,15 +562,26 @@ final class LeaseFlag: Sendable {
 final class ConnectionLease: Sendable {
     private struct State {
         var connection: PostgresConnection?
+        /// The call was given up: its deadline passed or its caller was
+        /// cancelled (whether or not it held a connection then).
+        var givenUp = false
+        /// Giving up closed the connection this call held.
         var abandoned = false
     }
 
     let started = LeaseFlag()
     private let state = Mutex(State())
 
-    func hold(_ connection: PostgresConnection) {
-        state.withLock { $0.connection = connection }
-        started.set()
+    /// Records the connection the call got; false when the call has already
+    /// been given up, and then it must not use the connection.
+    func hold(_ connection: PostgresConnection) -> Bool {
+        let inTime = state.withLock { s in
+            guard !s.givenUp else { return false }
+            s.connection = connection
+            return true
+        }
+        if inTime { started.set() }
+        return inTime
     }
 
     /// The call is done with the connection; from here on the pool may give
@@ -576,11 +590,13 @@ final class ConnectionLease: Sendable {
         state.withLock { $0.connection = nil }
     }
 
-    /// The deadline passed: close the connection if the call still holds it.
-    /// Closing under the lock means `release()` cannot hand the connection
-    /// back to the pool between the check and the close.
+    /// The call is given up: close the connection if it still holds one (a
+    /// query on it may never end otherwise). Closing under the lock means
+    /// `release()` cannot hand the connection back to the pool between the
+    /// check and the close. After `release()` there is nothing to close.
     func abandon() {
         state.withLock { s in
+            s.givenUp = true
             guard let connection = s.connection else { return }
             s.abandoned = true
             s.connection = nil
