@@ -14,8 +14,8 @@ drill-tools:
 drill-binaries: drill-tools
 	VERSION=$(VERSION) IMAGE=$(IMAGE) TAG=$(TAG) scripts/drills/binaries.sh
 
-drills: drill-binaries ## All five drills (rolling update, crash, database restart, SQLite recreate, overload) with a result table
+drills: drill-binaries ## All six drills (rolling update, crash, database restart and freeze, SQLite recreate, overload) with a result table
 	$(DRILLS_ENV) scripts/with-postgres.sh $(DRILLS_PY) scripts/drills/drills.py $(DRILLS_ARGS)
 
-test-drills: drill-binaries ## Short drills for CI: rolling update under load and database restart
+test-drills: drill-binaries ## Short drills for CI: rolling update under load, database restart and freeze
 	$(DRILLS_ENV) scripts/with-postgres.sh $(DRILLS_PY) scripts/drills/drills.py --short $(DRILLS_ARGS)

@@ -205,10 +205,16 @@ def database_outage(args, pg: Postgres, binary: str, freeze: bool) -> Drill:
     outage_records = [r for r in direct_result.records if t_stop <= r.at <= t_start]
     kinds = {r.outcome for r in outage_records}
     statuses = {r.status for r in outage_records if r.outcome == "5xx"}
-    # Every request answered during the outage or just after it, through the balancer too: one
-    # that waited for the database to come back ends right after t_start with the outage's length.
-    answered_around = [r for r in result.records + direct_result.records if t_stop <= r.at <= t_start + 2]
+    # Every request in flight at some point of the outage, through the balancer too: one that
+    # waited for the database to come back ends after t_start, with the outage's length or the
+    # load's 10 s timeout.
+    answered_around = [r for r in result.records + direct_result.records if r.at >= t_stop and r.at - r.latency <= t_start]
     slowest = max((r.latency for r in answered_around), default=0.0)
+    for r in sorted(answered_around, key=lambda r: -r.latency)[:5]:
+        if r.latency > statement_timeout + 1:
+            d.say(f"slow: {r.kind} {r.outcome} {r.status} took {r.latency:.2f}s, started "
+                  f"{r.at - r.latency - t_stop:+.2f}s from the outage's start "
+                  f"({'direct' if r in direct_result.records else 'balancer'})")
     d.row["outage_answers"] = f"{len(outage_records)} direct, statuses {sorted(statuses)}, slowest {slowest * 1000:.0f} ms"
     d.expect(503 in readiness_during and 200 not in readiness_during, f"readiness during the outage: {sorted(readiness_during)}")
     d.expect(statuses <= {503}, f"errors during the outage were not all 503: {sorted(statuses)}")
