@@ -8,7 +8,8 @@ import Synchronization
 /// source until the time it would have fired. With a deadline on every
 /// storage call that cost 8–30 % of PostgreSQL throughput and 3–4 MB of peak
 /// memory under load (bench/README.md, "What was measured and changed").
-/// Here a call costs a few short critical sections; the loop wakes every
+/// Here a call costs a task for its body and a few short critical sections
+/// (see `withDeadline` for why the body runs apart); the loop wakes every
 /// `resolution` (also when idle: 20 cheap wake-ups a second) and resumes the
 /// calls whose deadline has passed, so a deadline fires up to one
 /// `resolution` late.
