@@ -1,42 +1,6 @@
-import Synchronization
 import Testing
 
 @testable import UserAPI
-
-/// A wait that ignores task cancellation, like a driver call blocked on a
-/// silent socket; only `open()` ends it.
-final class Gate: Sendable {
-    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-
-    func wait() async {
-        await withCheckedContinuation { continuation in
-            let resumeNow = state.withLock { s in
-                if s.open { return true }
-                s.waiters.append(continuation)
-                return false
-            }
-            if resumeNow { continuation.resume() }
-        }
-    }
-
-    /// Opens the gate after `delay` at the latest, so that a regression
-    /// makes a test fail on its timing instead of hanging the run.
-    func open(after delay: Duration) {
-        Task {
-            try? await Task.sleep(for: delay)
-            self.open()
-        }
-    }
-
-    func open() {
-        let waiters = state.withLock { s in
-            s.open = true
-            defer { s.waiters = [] }
-            return s.waiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-}
 
 @Suite("Deadlines for rare calls (readiness check, migrate)")
 struct DeadlineTests {
@@ -58,7 +22,7 @@ struct DeadlineTests {
     func doesNotWaitForAStuckCall() async throws {
         let gate = Gate()
         gate.open(after: .seconds(3))
-        let cancelled = DeadlineTimerTests.Flag()
+        let cancelled = Flag()
         let start = ContinuousClock.now
         await #expect(throws: DeadlineExceeded.self) {
             try await withDeadline(.milliseconds(200)) {
@@ -71,10 +35,7 @@ struct DeadlineTests {
         #expect(elapsed < .seconds(2), "the caller waited for the stuck call (\(elapsed))")
         // The abandoned call was cancelled: it sees so once it can run again.
         gate.open()
-        let until = ContinuousClock.now + .seconds(5)
-        while !cancelled.isSet, ContinuousClock.now < until {
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        try await waitUntil { cancelled.isSet }
         #expect(cancelled.isSet, "the abandoned call was not cancelled")
     }
 
@@ -82,7 +43,7 @@ struct DeadlineTests {
     func callerCancellation() async throws {
         let gate = Gate()
         gate.open(after: .seconds(3))
-        let cancelled = DeadlineTimerTests.Flag()
+        let cancelled = Flag()
         let start = ContinuousClock.now
         let caller = Task {
             try await withDeadline(.seconds(30)) {
@@ -96,10 +57,7 @@ struct DeadlineTests {
         #expect(throws: CancellationError.self) { try result.get() }
         #expect(ContinuousClock.now - start < .seconds(2), "the caller waited for the call")
         gate.open()
-        let until = ContinuousClock.now + .seconds(5)
-        while !cancelled.isSet, ContinuousClock.now < until {
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        try await waitUntil { cancelled.isSet }
         #expect(cancelled.isSet, "the call was not cancelled")
     }
 }

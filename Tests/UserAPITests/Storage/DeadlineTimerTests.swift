@@ -1,4 +1,3 @@
-import Synchronization
 import Testing
 
 @testable import UserAPI
@@ -10,12 +9,6 @@ struct DeadlineTimerTests {
         let loop = Task { await timer.run() }
         defer { loop.cancel() }
         return try await body()
-    }
-
-    final class Flag: Sendable {
-        private let value = Atomic(false)
-        var isSet: Bool { value.load(ordering: .relaxed) }
-        func set() { value.store(true, ordering: .relaxed) }
     }
 
     @Test("a call that finishes in time returns its value and leaves no entry behind")
@@ -51,8 +44,7 @@ struct DeadlineTimerTests {
         #expect(elapsed < Duration.seconds(10), "the deadline did not stop the call (took \(elapsed))")
         #expect(timer.pending == 0)
         // The caller does not wait for the abandoned body; its cancellation arrives just after.
-        let until = ContinuousClock.now + .seconds(5)
-        while !cancelled.isSet, ContinuousClock.now < until { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil { cancelled.isSet }
         #expect(cancelled.isSet, "the body was not cancelled")
     }
 

@@ -1,0 +1,52 @@
+import Synchronization
+
+/// A flag set from one task and read from another.
+final class Flag: Sendable {
+    private let value = Atomic(false)
+    var isSet: Bool { value.load(ordering: .relaxed) }
+    func set() { value.store(true, ordering: .relaxed) }
+}
+
+/// A wait that ignores task cancellation, like a driver call blocked on a
+/// silent socket; only `open()` ends it.
+final class Gate: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let resumeNow = state.withLock { s in
+                if s.open { return true }
+                s.waiters.append(continuation)
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+
+    /// Opens the gate after `delay` at the latest, so that a regression
+    /// makes a test fail on its timing instead of hanging the run.
+    func open(after delay: Duration) {
+        Task {
+            try? await Task.sleep(for: delay)
+            self.open()
+        }
+    }
+
+    func open() {
+        let waiters = state.withLock { s in
+            s.open = true
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes. Returns either way:
+/// the caller's own assertion on the condition is what fails.
+func waitUntil(within timeout: Duration = .seconds(5), _ condition: () -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while !condition(), ContinuousClock.now < deadline {
+        try await Task.sleep(for: .milliseconds(10))
+    }
+}
