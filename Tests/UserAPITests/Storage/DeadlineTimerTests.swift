@@ -154,6 +154,31 @@ struct DeadlineTimerTests {
         #expect(timer.pending == 0)
     }
 
+    @Test("with no call waiting the loop parks, and the next call's deadline still fires")
+    func parksWhenIdle() async throws {
+        let timer = DeadlineTimer(resolution: .milliseconds(10))
+        let started = LeaseFlag()
+        started.set()
+        try await withLoop(timer) {
+            try await waitUntil { timer.isParked }
+            #expect(timer.isParked, "the idle loop kept ticking")
+            for round in 1...2 {
+                // The body would end on its own after 3 s with a value: only a woken loop makes this throw.
+                let gate = Gate()
+                gate.open(after: .seconds(3))
+                await #expect(throws: DeadlineExceeded.self, "round \(round)") {
+                    try await timer.withDeadline(.milliseconds(100), untilStarted: .milliseconds(100), started: started) {
+                        await gate.wait()
+                        return round
+                    }
+                }
+                gate.open()
+                try await waitUntil { timer.isParked }
+                #expect(timer.isParked, "round \(round): the loop did not park again once the call was over")
+            }
+        }
+    }
+
     @Test("expire(at:) resumes a call whose deadline has passed (the loop's own step)")
     func expireStep() async {
         let timer = DeadlineTimer(resolution: .seconds(60))  // the loop is not running here

@@ -9,10 +9,11 @@ import Synchronization
 /// storage call that cost 8–30 % of PostgreSQL throughput and 3–4 MB of peak
 /// memory under load (bench/README.md, "What was measured and changed").
 /// Here a call costs a task for its body and a few short critical sections
-/// (see `withDeadline` for why the body runs apart); the loop wakes every
-/// `resolution` (also when idle: 20 cheap wake-ups a second) and resumes the
-/// calls whose deadline has passed, so a deadline fires up to one
-/// `resolution` late.
+/// (see `withDeadline` for why the body runs apart); while calls are waiting
+/// the loop wakes every `resolution` and resumes those whose deadline has
+/// passed, so a deadline fires up to one `resolution` late. With no call
+/// waiting it parks until the next one registers: an idle replica does not
+/// wake up 20 times a second for nothing.
 final class DeadlineTimer: Sendable {
     let resolution: Duration
 
@@ -40,6 +41,9 @@ final class DeadlineTimer: Sendable {
     private struct State {
         var nextID: UInt64 = 0
         var entries: [UInt64: Entry] = [:]
+        /// The loop, parked while `entries` is empty.
+        var parked: UnsafeContinuation<Void, Never>?
+        var stopped = false
     }
 
     private let state = Mutex(State())
@@ -50,6 +54,9 @@ final class DeadlineTimer: Sendable {
 
     /// Calls currently waiting on a deadline (for tests: nothing may linger).
     var pending: Int { state.withLock { $0.entries.count } }
+
+    /// Whether the loop is parked for want of calls (for tests).
+    var isParked: Bool { state.withLock { $0.parked != nil } }
 
     /// Suspends until a deadline passes (returns true) or the task is
     /// cancelled (returns false).
@@ -64,11 +71,14 @@ final class DeadlineTimer: Sendable {
         until overall: ContinuousClock.Instant, orUntil untilStarted: ContinuousClock.Instant, unless started: LeaseFlag
     ) -> UInt64 {
         let deadlines = Deadlines(untilStarted: untilStarted, started: started, overall: overall)
-        return state.withLock { s in
+        let (id, parked) = state.withLock { s in
             s.nextID &+= 1
             s.entries[s.nextID] = .registered(deadlines)
-            return s.nextID
+            defer { s.parked = nil }
+            return (s.nextID, s.parked)
         }
+        parked?.resume()
+        return id
     }
 
     /// Suspends until entry `id` is decided: true when its deadline passed,
@@ -96,11 +106,35 @@ final class DeadlineTimer: Sendable {
         }
     }
 
-    /// Checks the deadlines every `resolution` until the task is cancelled.
+    /// Checks the deadlines every `resolution` while calls are waiting, until
+    /// the task is cancelled.
     func run() async {
         while !Task.isCancelled {
+            await waitForCalls()
             try? await Task.sleep(for: resolution)
             expire(at: .now)
+        }
+    }
+
+    /// Returns at once while calls are waiting; otherwise parks until one
+    /// registers or the loop is cancelled.
+    private func waitForCalls() async {
+        await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+                let resumeNow = state.withLock { s in
+                    if !s.entries.isEmpty || s.stopped { return true }
+                    s.parked = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            let parked = state.withLock { s in
+                s.stopped = true
+                defer { s.parked = nil }
+                return s.parked
+            }
+            parked?.resume()
         }
     }
 
