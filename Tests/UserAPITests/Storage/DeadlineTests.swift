@@ -20,8 +20,7 @@ struct DeadlineTests {
 
     @Test("the caller gets DeadlineExceeded at the deadline even when the call ignores cancellation")
     func doesNotWaitForAStuckCall() async throws {
-        let gate = Gate()
-        gate.open(after: .seconds(3))
+        let gate = Gate(openingAfter: .seconds(3))
         let cancelled = Flag()
         let start = ContinuousClock.now
         await #expect(throws: DeadlineExceeded.self) {
@@ -41,8 +40,7 @@ struct DeadlineTests {
 
     @Test("cancelling the caller ends the wait at once and cancels the call")
     func callerCancellation() async throws {
-        let gate = Gate()
-        gate.open(after: .seconds(3))
+        let gate = Gate(openingAfter: .seconds(3))
         let cancelled = Flag()
         let start = ContinuousClock.now
         let caller = Task {

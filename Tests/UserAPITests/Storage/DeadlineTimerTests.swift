@@ -2,6 +2,15 @@ import Testing
 
 @testable import UserAPI
 
+extension LeaseFlag {
+    /// A lease whose connection is already held: only the overall deadline applies.
+    static func alreadySet() -> LeaseFlag {
+        let flag = LeaseFlag()
+        flag.set()
+        return flag
+    }
+}
+
 @Suite("PostgreSQL call deadlines")
 struct DeadlineTimerTests {
     /// Runs `body` while the timer's loop runs, as PostgresUserStore.run() does.
@@ -29,8 +38,7 @@ struct DeadlineTimerTests {
     func overallDeadline() async throws {
         let timer = DeadlineTimer(resolution: .milliseconds(10))
         let cancelled = Flag()
-        let started = LeaseFlag()
-        started.set()
+        let started = LeaseFlag.alreadySet()
         let start = ContinuousClock.now
         await withLoop(timer) {
             await #expect(throws: DeadlineExceeded.self) {
@@ -51,10 +59,8 @@ struct DeadlineTimerTests {
     @Test("the caller gets its answer at the deadline even when the body ignores cancellation")
     func doesNotWaitForAStuckBody() async throws {
         let timer = DeadlineTimer(resolution: .milliseconds(10))
-        let gate = Gate()
-        gate.open(after: .seconds(3))
-        let started = LeaseFlag()
-        started.set()
+        let gate = Gate(openingAfter: .seconds(3))
+        let started = LeaseFlag.alreadySet()
         let start = ContinuousClock.now
         await withLoop(timer) {
             await #expect(throws: DeadlineExceeded.self) {
@@ -157,15 +163,13 @@ struct DeadlineTimerTests {
     @Test("with no call waiting the loop parks, and the next call's deadline still fires")
     func parksWhenIdle() async throws {
         let timer = DeadlineTimer(resolution: .milliseconds(10))
-        let started = LeaseFlag()
-        started.set()
+        let started = LeaseFlag.alreadySet()
         try await withLoop(timer) {
             try await waitUntil { timer.isParked }
             #expect(timer.isParked, "the idle loop kept ticking")
             for round in 1...2 {
                 // The body would end on its own after 3 s with a value: only a woken loop makes this throw.
-                let gate = Gate()
-                gate.open(after: .seconds(3))
+                let gate = Gate(openingAfter: .seconds(3))
                 await #expect(throws: DeadlineExceeded.self, "round \(round)") {
                     try await timer.withDeadline(.milliseconds(100), untilStarted: .milliseconds(100), started: started) {
                         await gate.wait()
@@ -196,11 +200,9 @@ struct DeadlineTimerTests {
     @Test("at the deadline onAbandon runs, so a call that ignores cancellation can be ended")
     func onAbandonAtTheDeadline() async throws {
         let timer = DeadlineTimer(resolution: .milliseconds(10))
-        let gate = Gate()
-        gate.open(after: .seconds(3))
+        let gate = Gate(openingAfter: .seconds(3))
         let abandoned = Flag()
-        let started = LeaseFlag()
-        started.set()
+        let started = LeaseFlag.alreadySet()
         let start = ContinuousClock.now
         await withLoop(timer) {
             await #expect(throws: DeadlineExceeded.self) {
@@ -221,11 +223,9 @@ struct DeadlineTimerTests {
     @Test("when the caller is cancelled onAbandon runs too, so a stuck call ends at once")
     func onAbandonWhenCancelled() async throws {
         let timer = DeadlineTimer(resolution: .milliseconds(10))
-        let gate = Gate()
-        gate.open(after: .seconds(3))
+        let gate = Gate(openingAfter: .seconds(3))
         let abandoned = Flag()
-        let started = LeaseFlag()
-        started.set()
+        let started = LeaseFlag.alreadySet()
         let start = ContinuousClock.now
         try await withLoop(timer) {
             let caller = Task {

@@ -23,6 +23,12 @@ final class Gate: Sendable {
         }
     }
 
+    /// A gate that opens by itself after `delay` (see `open(after:)`).
+    convenience init(openingAfter delay: Duration) {
+        self.init()
+        open(after: delay)
+    }
+
     /// Opens the gate after `delay` at the latest, so that a regression
     /// makes a test fail on its timing instead of hanging the run.
     func open(after delay: Duration) {
