@@ -56,3 +56,17 @@ func waitUntil(within timeout: Duration = .seconds(5), _ condition: () -> Bool) 
         try await Task.sleep(for: .milliseconds(10))
     }
 }
+
+/// Runs `body` until it succeeds, for set-up steps that a loaded machine may
+/// slow down; after `timeout` the last error is thrown.
+func waitUntilSucceeds(within timeout: Duration = .seconds(10), _ body: () async throws -> Void) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while true {
+        do {
+            return try await body()
+        } catch {
+            if ContinuousClock.now >= deadline { throw error }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+}
