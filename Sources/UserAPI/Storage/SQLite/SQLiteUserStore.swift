@@ -166,9 +166,15 @@ public final class SQLiteUserStore: UserStore {
         }
     }
 
-    private func write<T: Sendable>(_ work: @escaping @Sendable (SQLiteConnection) async throws -> T) async throws -> T {
+    /// Queues `work` for the writer. `committed` runs on the writer once the
+    /// batch has committed, in commit order (see `PendingWrite`).
+    private func write<T: Sendable>(
+        _ work: @escaping @Sendable (SQLiteConnection) async throws -> T,
+        committed: @escaping @Sendable (T) -> Void = { _ in }
+    ) async throws -> T {
         let result = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<any Sendable, any Error>) in
-            let job = PendingWrite(work: { try await work($0) }, continuation: continuation)
+            let job = PendingWrite(
+                work: { try await work($0) }, committed: { committed($0 as! T) }, continuation: continuation)
             do {
                 try queue.enqueue(job)
             } catch {
@@ -271,7 +277,8 @@ public final class SQLiteUserStore: UserStore {
     }
 
     public func create(_ user: User) async throws -> User {
-        let created = try await write { conn in
+        let cache = self.cache
+        return try await write { conn in
             do {
                 _ = try await conn.query(
                     "INSERT INTO users (id, name, username, email, email_key, created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -280,13 +287,14 @@ public final class SQLiteUserStore: UserStore {
                 throw try await Self.conflict(for: user, excluding: nil, on: conn)
             }
             return user
+        } committed: {
+            cache.store($0)
         }
-        cache.store(created)
-        return created
     }
 
     public func update(id: String, _ change: @escaping @Sendable (User) throws -> UserFields) async throws -> User {
-        let updated = try await write { conn in
+        let cache = self.cache
+        return try await write { conn in
             guard
                 let current = try await conn.query("SELECT \(Self.columns) FROM users WHERE id = ?", [.text(id)])
                     .first.map(Self.decode)
@@ -310,12 +318,13 @@ public final class SQLiteUserStore: UserStore {
                 throw try await Self.conflict(for: updated, excluding: id, on: conn)
             }
             return updated
+        } committed: {
+            cache.store($0)
         }
-        cache.store(updated)
-        return updated
     }
 
     public func delete(id: String, _ check: @escaping @Sendable (User) throws -> Void) async throws {
+        let cache = self.cache
         try await write { conn in
             guard
                 let current = try await conn.query("SELECT \(Self.columns) FROM users WHERE id = ?", [.text(id)])
@@ -323,8 +332,9 @@ public final class SQLiteUserStore: UserStore {
             else { throw StoreError.notFound }
             try check(current)
             _ = try await conn.query("DELETE FROM users WHERE id = ?", [.text(id)])
+        } committed: {
+            cache.remove(id)
         }
-        cache.remove(id)
     }
 
     public func importUsers(_ users: [User]) async throws -> Int {

@@ -8,14 +8,21 @@ import Synchronization
 final class PendingWrite: @unchecked Sendable {
     // `outcome` is touched only by the writer task; the continuation is resumed exactly once.
     let work: @Sendable (SQLiteConnection) async throws -> any Sendable
+    /// Runs on the writer after COMMIT, job by job in commit order, before the
+    /// caller is resumed. Why there: effects applied by the callers themselves
+    /// (the user cache) would race, and an older update could land after a
+    /// newer one or after a delete.
+    private let committed: @Sendable (any Sendable) -> Void
     private let continuation: CheckedContinuation<any Sendable, any Error>
     var outcome: Result<any Sendable, any Error>?
 
     init(
         work: @escaping @Sendable (SQLiteConnection) async throws -> any Sendable,
+        committed: @escaping @Sendable (any Sendable) -> Void,
         continuation: CheckedContinuation<any Sendable, any Error>
     ) {
         self.work = work
+        self.committed = committed
         self.continuation = continuation
     }
 
@@ -25,7 +32,9 @@ final class PendingWrite: @unchecked Sendable {
         if let batchError {
             continuation.resume(throwing: batchError)
         } else {
-            continuation.resume(with: outcome ?? .failure(StoreError.unavailable(reason: "write was not executed")))
+            let result = outcome ?? .failure(StoreError.unavailable(reason: "write was not executed"))
+            if case .success(let value) = result { committed(value) }
+            continuation.resume(with: result)
         }
     }
 }

@@ -4,8 +4,9 @@ import Synchronization
 ///
 /// Coherent because in embedded mode this process is the file's only writer
 /// (the chart runs exactly one replica; `db copy` into a live file is
-/// refused by the docs): every committed change is applied here before the
-/// write's response is sent, so a client always reads its own writes.
+/// refused by the docs): the writer applies every committed change here, in
+/// commit order, before the write's response is sent, so a client always
+/// reads its own writes and an older change never lands after a newer one.
 ///
 /// A read that missed may race with a write: it remembers the generation it
 /// started at and only fills the cache if no write committed meanwhile, so a
