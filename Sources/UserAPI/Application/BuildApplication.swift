@@ -25,7 +25,11 @@ public func buildApplication(_ config: AppConfig, logger: Logger) async throws -
     let deps = AppDependencies(config: config, store: store, tokens: tokens, metrics: metrics, state: state)
     let router = buildRouter(deps, tracing: config.tracing.enabled, logger: logger)
 
-    var services: [any Service] = [tokens, StorageService(store: backend)]
+    let heartbeat = ExecutorHeartbeat()
+    let liveness = LivenessFastPath.Shared(
+        heartbeat: heartbeat, metrics: metrics, accessLog: AccessLog(config: config, logger: logger),
+        tracing: config.tracing.enabled)
+    var services: [any Service] = [tokens, StorageService(store: backend), heartbeat]
     if let metrics, config.metrics.port != 0 {
         services.append(MetricsServer.make(metrics: metrics, host: config.http.host, port: config.metrics.port, logger: logger))
     }
@@ -34,7 +38,7 @@ public func buildApplication(_ config: AppConfig, logger: Logger) async throws -
     }
     return UserAPIApplication(
         responder: router.buildResponder(), config: config, logger: logger, services: services,
-        prelude: [prelude], state: state, store: store, tokens: tokens, metrics: metrics)
+        prelude: [prelude], state: state, store: store, tokens: tokens, metrics: metrics, liveness: liveness)
 }
 
 /// Runs a store's background work (connection pool, write queue) for as long

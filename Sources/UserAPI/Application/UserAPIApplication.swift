@@ -28,7 +28,7 @@ public struct UserAPIApplication: ApplicationProtocol {
     init(
         responder: Responder, config: AppConfig, logger: Logger, services: [any Service],
         prelude: [@Sendable () async throws -> Void], state: AppState, store: any UserStore,
-        tokens: TokenStore, metrics: AppMetrics?
+        tokens: TokenStore, metrics: AppMetrics?, liveness: LivenessFastPath.Shared?
     ) {
         self.responder = responder
         self.configuration = ApplicationConfiguration(
@@ -37,7 +37,10 @@ public struct UserAPIApplication: ApplicationProtocol {
                 ? MaximumAvailableConnections(config.http.maxConnections) : nil)
         self.logger = logger
         self.services = services
-        self.server = .http1(configuration: .init(idleTimeout: .nanoseconds(Int64(config.http.idleTimeout.seconds * 1e9))))
+        let idleTimeout = config.http.idleTimeout
+        self.server = HTTPServerBuilder { responder in
+            HTTPServerChannel(responder: responder, idleTimeout: idleTimeout, liveness: liveness)
+        }
         self.processesRunBeforeServerStart = prelude
         self.config = config
         self.state = state

@@ -1,4 +1,5 @@
 import Hummingbird
+import NIOCore
 
 /// `GET /healthz` (liveness) and `GET /readyz` (readiness).
 ///
@@ -25,13 +26,20 @@ struct HealthHandlers {
         return render(checks, probe: "healthz", verbose: true)
     }
 
-    static let healthy: Response = {
+    /// `{"status":"ok"}`, also sent by `LivenessFastPath`.
+    static let healthyBody: [UInt8] = {
         var w = JSONWriter()
         w.beginObject()
         w.key("status")
         w.string("ok")
         w.endObject()
-        var response = Responses.json(w)
+        return w.bytes
+    }()
+
+    static let healthy: Response = {
+        var response = Response(
+            status: .ok, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: healthyBody)))
         response.headers[.cacheControl] = "no-store"
         return response
     }()

@@ -148,6 +148,48 @@ struct ServerProcessTests {
         #expect(result.stdout.contains("stopped by an error"))
     }
 
+    @Test("liveness probes on a live server: router headers, pipelined order, access log, metrics, Connection: close")
+    func livenessProbes() async throws {
+        let dir = TempDir()
+        let server = try ServerProcess(environment: environment(dir))
+        try await server.waitUntilListening()
+        defer { server.signal(SIGKILL) }
+
+        // Probes pipelined behind routed requests come back in request order.
+        let client = try SlowClient(port: server.port)
+        defer { client.close() }
+        try client.send(
+            "GET /users?limit=1 HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\nX-Request-ID: probe-1\r\n\r\n"
+                + "GET /version HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\nX-Request-ID: probe-2\r\n\r\n")
+        let (pipelined, _) = client.readResponses(4)
+        #expect(pipelined.count == 4)
+        #expect(pipelined.first?.hasSuffix("[]") == true, "the list first: \(pipelined.first ?? "")")
+        #expect(pipelined.dropFirst().first?.contains("X-Request-ID: probe-1") == true)
+        #expect(pipelined.dropFirst(2).first?.contains(#""version":"#) == true)
+        #expect(pipelined.dropFirst(3).first?.contains("X-Request-ID: probe-2") == true)
+
+        // Alone on the connection, and then as the kubelet sends it.
+        try client.send("GET /healthz HTTP/1.1\r\nHost: t\r\nX-Request-ID: probe-3\r\n\r\n")
+        let alone = client.readResponses(1).responses.first ?? ""
+        #expect(alone.hasPrefix("HTTP/1.1 200 OK"), "\(alone)")
+        for header in ["Content-Type: application/json", "Cache-Control: no-store", "X-Request-ID: probe-3", "Date: "] {
+            #expect(alone.contains(header), "\(header) in \(alone)")
+        }
+        #expect(alone.hasSuffix(#"{"status":"ok"}"#))
+        try client.send("GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\nUser-Agent: kube-probe/1.33\r\n\r\n")
+        let last = client.readResponses(1).responses.first ?? ""
+        #expect(last.contains("Connection: close"), "\(last)")
+        #expect(client.peerClosed())
+
+        let (metrics, _) = try await httpGet("\(server.baseURL)/metrics")
+        #expect(
+            String(decoding: metrics, as: UTF8.self).contains(
+                #"http_requests_total{method="GET",route="/healthz",status="200"} 4"#))
+        try await waitUntil { server.log.contains { $0.contains(#""request_id":"probe-3""#) } }
+        let line = server.log.first { $0.contains(#""request_id":"probe-3""#) } ?? ""
+        #expect(line.contains(#""route":"/healthz""#) && line.contains(#""status":200"#), "access log: \(line)")
+    }
+
     @Test("healthcheck exits 0 against a ready server and 1 when nothing listens")
     func healthcheck() async throws {
         let dir = TempDir()

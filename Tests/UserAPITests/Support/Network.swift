@@ -80,6 +80,42 @@ final class SlowClient: @unchecked Sendable {
         return String(decoding: data, as: UTF8.self)
     }
 
+    /// Reads `count` responses (each with Content-Length) or until the peer
+    /// closes; returns them in arrival order, and whether the peer closed.
+    func readResponses(_ count: Int) -> (responses: [String], closed: Bool) {
+        var data = [UInt8]()
+        var responses: [String] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            while let end = Self.firstResponseLength(data) {
+                responses.append(String(decoding: data[..<end], as: UTF8.self))
+                data.removeFirst(end)
+            }
+            if responses.count >= count { return (responses, false) }
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n <= 0 { return (responses, true) }
+            data += buffer[0..<n]
+        }
+    }
+
+    /// After a response, true when the peer has closed the connection.
+    func peerClosed() -> Bool {
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, 0) == 0
+    }
+
+    private static func firstResponseLength(_ data: [UInt8]) -> Int? {
+        let text = String(decoding: data, as: UTF8.self)
+        guard let headerEnd = text.range(of: "\r\n\r\n"),
+            let lengthLine = text[..<headerEnd.lowerBound].split(separator: "\r\n").first(where: {
+                $0.lowercased().hasPrefix("content-length:")
+            }),
+            let length = Int(lengthLine.split(separator: ":")[1].trimmingCharacters(in: .whitespaces))
+        else { return nil }
+        let total = text[..<headerEnd.upperBound].utf8.count + length
+        return data.count >= total ? total : nil
+    }
+
     /// Idempotent, so a `defer` can back up an explicit close.
     func close() {
         if fd >= 0 { Glibc.close(fd) }
