@@ -69,4 +69,44 @@ struct SQLiteWriterTests {
             #expect(Set(stored.map(\.username)) == Set((0..<queued).filter { $0 % 10 != 9 }.map { "user\($0)" }))
         }
     }
+
+    @Test("a caller resumed late cannot put an older version of a user into the cache")
+    func cacheFollowsCommitOrder() async throws {
+        let dir = TempDir()
+        var settings = SQLiteSettings(path: dir.file("c.sqlite"))
+        settings.busyTimeoutMillis = 30_000
+        let store = try await SQLiteUserStore.open(settings, logger: TestEnv.logger)
+        let path = settings.path
+        try await withRunningStores([store]) {
+            _ = try await store.migrate()
+            let user = try await store.create(Self.user(1))
+            func rename(_ name: String) -> @Sendable (User) throws -> UserFields {
+                { UserFields(name: name, username: $0.username, email: $0.email) }
+            }
+            // The writer waits for another connection's lock while both updates queue, in this order.
+            let other = try await SQLiteConnection.open(storage: .file(path: path), logger: TestEnv.logger)
+            _ = try await other.query("BEGIN IMMEDIATE")
+            let executor = HoldingExecutor()
+            let first = Task(executorPreference: executor) { try await store.update(id: user.id, rename("first")) }
+            // Its task is suspended in the write: hold whatever resumes it.
+            try await waitUntil(within: .seconds(10)) { executor.isIdle }
+            #expect(executor.isIdle)
+            executor.hold()
+            let second = Task { try await store.update(id: user.id, rename("second")) }
+            _ = try await other.query("COMMIT")
+            try await other.close()
+
+            // The second update commits after the first and its caller returns first.
+            let newer = try await second.value
+            #expect(newer.name == "second" && newer.version == 3)
+            #expect(executor.heldJobs > 0, "the first caller was resumed and is held")
+            executor.release()
+            let older = try await first.value
+            #expect(older.name == "first" && older.version == 2)
+
+            // Reads by id come from the cache: they must see the last commit, not the last caller.
+            let read = try #require(try await store.get(id: user.id))
+            #expect(read.name == "second" && read.version == 3, "cache holds \(read.name) v\(read.version)")
+        }
+    }
 }

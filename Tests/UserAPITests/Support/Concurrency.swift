@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 
 /// A flag set from one task and read from another.
@@ -68,5 +69,70 @@ func waitUntilSucceeds(within timeout: Duration = .seconds(10), _ body: () async
             if ContinuousClock.now >= deadline { throw error }
             try await Task.sleep(for: .milliseconds(100))
         }
+    }
+}
+
+/// A task executor whose jobs the test can hold back: tasks that prefer it
+/// run on its own queue until `hold()`, then wait until `release()`. Lets a
+/// test decide the order in which two suspended callers resume.
+final class HoldingExecutor: TaskExecutor, @unchecked Sendable {
+    private let queue = DispatchQueue(label: "userapi-test.holding-executor")
+    private let lock = NSLock()
+    private var held = false
+    private var pending: [UnownedJob] = []
+    private var scheduled = 0
+    private var ran = 0
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        lock.lock()
+        if held {
+            pending.append(job)
+            lock.unlock()
+            return
+        }
+        scheduled += 1
+        lock.unlock()
+        run(job)
+    }
+
+    private func run(_ job: UnownedJob) {
+        queue.async {
+            job.runSynchronously(on: self.asUnownedTaskExecutor())
+            self.lock.lock()
+            self.scheduled -= 1
+            self.ran += 1
+            self.lock.unlock()
+        }
+    }
+
+    /// True once a job ran and none is waiting or running: every task on this
+    /// executor is suspended.
+    var isIdle: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return ran > 0 && scheduled == 0
+    }
+
+    var heldJobs: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return pending.count
+    }
+
+    func hold() {
+        lock.lock()
+        held = true
+        lock.unlock()
+    }
+
+    func release() {
+        lock.lock()
+        held = false
+        let jobs = pending
+        pending = []
+        scheduled += jobs.count
+        lock.unlock()
+        for job in jobs { run(job) }
     }
 }
