@@ -65,10 +65,12 @@ final class LivenessFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let request):
-            let start = ContinuousClock.now
-            if routed == 0, held == nil, isPlainProbe(request), let date = shared.heartbeat.currentDate(now: start) {
-                held = (request, date, start)
-                return
+            if routed == 0, held == nil, isPlainProbe(request) {
+                let start = ContinuousClock.now
+                if let date = shared.heartbeat.currentDate(now: start) {
+                    held = (request, date, start)
+                    return
+                }
             }
             routed += 1
             context.fireChannelRead(data)
@@ -120,6 +122,7 @@ final class LivenessFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         var fields = Shared.fields
         fields[RequestObservationMiddleware.requestIDHeader] = requestID
         fields[.date] = date
+        // `isPlainProbe` let through no `Connection` value but `close`.
         let close = request.headerFields[.connection] != nil
         if close { fields[.connection] = "close" }
 
