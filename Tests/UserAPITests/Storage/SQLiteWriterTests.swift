@@ -13,6 +13,19 @@ struct SQLiteWriterTests {
             createdAt: now, updatedAt: now, version: 1)
     }
 
+    /// Another connection takes the file's write lock: the store's writer then waits in its
+    /// BEGIN (on SQLite's thread, in the busy handler) until `release`.
+    static func holdWriteLock(_ path: String) async throws -> SQLiteConnection {
+        let other = try await SQLiteConnection.open(storage: .file(path: path), logger: TestEnv.logger)
+        _ = try await other.query("BEGIN IMMEDIATE")
+        return other
+    }
+
+    static func release(_ other: SQLiteConnection) async throws {
+        _ = try await other.query("COMMIT")
+        try await other.close()
+    }
+
     @Test("writes queued beyond one transaction commit in full batches, and every caller hears its own outcome")
     func fullBatches() async throws {
         let dir = TempDir()
@@ -24,11 +37,9 @@ struct SQLiteWriterTests {
         let queued = 10 * batch
         try await withRunningStores([store]) {
             _ = try await store.migrate()
-            // Another connection holds the file's write lock, so the writer waits in its BEGIN
-            // (on SQLite's thread, in the busy handler) while the creates below queue up; once
-            // the lock is released it takes them `maxBatch` at a time (the full-batch path).
-            let other = try await SQLiteConnection.open(storage: .file(path: path), logger: TestEnv.logger)
-            _ = try await other.query("BEGIN IMMEDIATE")
+            // The writer waits while the creates below queue up; once the lock is released it
+            // takes them `maxBatch` at a time (the full-batch path).
+            let other = try await Self.holdWriteLock(path)
             async let outcomes = withTaskGroup(of: (Int, Result<User, StoreError>).self) { group in
                 for i in 0..<queued {
                     group.addTask {
@@ -50,8 +61,7 @@ struct SQLiteWriterTests {
             // The writer took at most one (partial) batch before it blocked.
             try await waitUntil(within: .seconds(10)) { store.queuedWrites >= queued - batch }
             #expect(store.queuedWrites >= queued - batch)
-            _ = try await other.query("COMMIT")
-            try await other.close()
+            try await Self.release(other)
             let results = await outcomes
             #expect(store.queuedWrites == 0)
             #expect(results.count == queued)
@@ -84,8 +94,7 @@ struct SQLiteWriterTests {
                 { UserFields(name: name, username: $0.username, email: $0.email) }
             }
             // The writer waits for another connection's lock while both updates queue, in this order.
-            let other = try await SQLiteConnection.open(storage: .file(path: path), logger: TestEnv.logger)
-            _ = try await other.query("BEGIN IMMEDIATE")
+            let other = try await Self.holdWriteLock(path)
             let executor = HoldingExecutor()
             let first = Task(executorPreference: executor) { try await store.update(id: user.id, rename("first")) }
             // Its task is suspended in the write: hold whatever resumes it.
@@ -93,8 +102,7 @@ struct SQLiteWriterTests {
             #expect(executor.isIdle)
             executor.hold()
             let second = Task { try await store.update(id: user.id, rename("second")) }
-            _ = try await other.query("COMMIT")
-            try await other.close()
+            try await Self.release(other)
 
             // The second update commits after the first and its caller returns first.
             let newer = try await second.value
