@@ -59,7 +59,7 @@ struct DeadlineTimerTests {
     @Test("the caller gets its answer at the deadline even when the body ignores cancellation")
     func doesNotWaitForAStuckBody() async throws {
         let timer = DeadlineTimer(resolution: .milliseconds(10))
-        let gate = Gate(openingAfter: .seconds(3))
+        let gate = Gate(openingAfter: .seconds(20))  // a safety net: opened by onAbandon or after the checks
         let started = LeaseFlag.alreadySet()
         let start = ContinuousClock.now
         await withLoop(timer) {
@@ -70,7 +70,7 @@ struct DeadlineTimerTests {
             }
         }
         let elapsed = ContinuousClock.now - start
-        #expect(elapsed < .seconds(2), "the caller waited for the stuck body (\(elapsed))")
+        #expect(elapsed < .seconds(10), "the caller waited for the stuck body (\(elapsed))")
         #expect(timer.pending == 0)
     }
 
@@ -200,7 +200,7 @@ struct DeadlineTimerTests {
     @Test("at the deadline onAbandon runs, so a call that ignores cancellation can be ended")
     func onAbandonAtTheDeadline() async throws {
         let timer = DeadlineTimer(resolution: .milliseconds(10))
-        let gate = Gate(openingAfter: .seconds(3))
+        let gate = Gate(openingAfter: .seconds(20))  // a safety net: opened by onAbandon or after the checks
         let abandoned = Flag()
         let started = LeaseFlag.alreadySet()
         let start = ContinuousClock.now
@@ -216,14 +216,14 @@ struct DeadlineTimerTests {
             }
         }
         #expect(abandoned.isSet)
-        #expect(ContinuousClock.now - start < .seconds(2), "the caller waited for the stuck body")
+        #expect(ContinuousClock.now - start < .seconds(10), "the caller waited for the stuck body")
         #expect(timer.pending == 0)
     }
 
     @Test("when the caller is cancelled onAbandon runs too, so a stuck call ends at once")
     func onAbandonWhenCancelled() async throws {
         let timer = DeadlineTimer(resolution: .milliseconds(10))
-        let gate = Gate(openingAfter: .seconds(3))
+        let gate = Gate(openingAfter: .seconds(20))  // a safety net: opened by onAbandon or after the checks
         let abandoned = Flag()
         let started = LeaseFlag.alreadySet()
         let start = ContinuousClock.now
@@ -243,7 +243,7 @@ struct DeadlineTimerTests {
             #expect(throws: CancellationError.self) { try result.get() }
         }
         #expect(abandoned.isSet)
-        #expect(ContinuousClock.now - start < .seconds(2), "the cancelled caller waited for the stuck body")
+        #expect(ContinuousClock.now - start < .seconds(10), "the cancelled caller waited for the stuck body")
         #expect(timer.pending == 0)
     }
 }
