@@ -2,7 +2,6 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
-import SQLiteNIO
 import ServiceLifecycle
 import Synchronization
 
@@ -31,19 +30,21 @@ public struct SQLiteSettings: Sendable, Equatable {
 
 /// `UserStore` on an embedded SQLite file in WAL mode.
 ///
-/// One writer connection owned by a single task applies queued writes in
-/// batches (see `SQLiteWriteQueue`); a few reader connections serve reads
-/// concurrently with it, as WAL allows. All SQLite calls run on a dedicated
-/// thread pool so a slow fsync never blocks the event loops.
+/// One writer connection on a thread of its own applies queued writes in
+/// batches, one transaction each (see `SQLiteWriteQueue`); a few reader
+/// connections on threads of their own serve reads concurrently with it, as
+/// WAL allows (`SQLiteReaderPool`). No SQLite call runs on an event loop or the
+/// cooperative pool, so a slow fsync or disk read blocks only its own thread.
+/// The connections are `SQLiteHandle`s: our binding over sqlite-nio's SQLite,
+/// with prepared statements kept per connection.
 public final class SQLiteUserStore: UserStore {
     public let backend = "sqlite"
     public var location: String { "sqlite:\(settings.path)" }
 
     let settings: SQLiteSettings
-    private let threadPool: NIOThreadPool
-    private let writer: SQLiteConnection
-    private let readers: [SQLiteConnection]
-    private let nextReader = Atomic<Int>(0)
+    private let writerThread: NIOThreadPool
+    private let writer: SQLiteHandle
+    private let readers: SQLiteReaderPool
     private let queue: SQLiteWriteQueue
     private let writerTask: Mutex<Task<Void, Never>?> = Mutex(nil)
     private let logger: Logger
@@ -54,11 +55,11 @@ public final class SQLiteUserStore: UserStore {
     static let columns = "id, name, username, email, created_at, updated_at, version"
 
     private init(
-        settings: SQLiteSettings, threadPool: NIOThreadPool, writer: SQLiteConnection,
-        readers: [SQLiteConnection], logger: Logger
+        settings: SQLiteSettings, writerThread: NIOThreadPool, writer: SQLiteHandle, readers: SQLiteReaderPool,
+        logger: Logger
     ) {
         self.settings = settings
-        self.threadPool = threadPool
+        self.writerThread = writerThread
         self.writer = writer
         self.readers = readers
         self.queue = SQLiteWriteQueue(capacity: settings.maxQueuedWrites)
@@ -73,37 +74,44 @@ public final class SQLiteUserStore: UserStore {
             try FileManager.default.createDirectory(
                 atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
         }
-        let pool = NIOThreadPool(numberOfThreads: settings.readers + 1)
-        pool.start()
-        let eventLoop = MultiThreadedEventLoopGroup.singleton.any()
-        var opened: [SQLiteConnection] = []
-        func connect() async throws -> SQLiteConnection {
-            let connection = try await SQLiteConnection.open(
-                storage: .file(path: settings.path), threadPool: pool, logger: logger, on: eventLoop)
-            opened.append(connection)
-            // busy_timeout replaces sqlite-nio's spinning busy handler with SQLite's sleeping one.
-            _ = try await connection.query("PRAGMA busy_timeout = \(settings.busyTimeoutMillis)")
-            return connection
-        }
+        let writerThread = NIOThreadPool(numberOfThreads: 1)
+        writerThread.start()
         do {
-            let writer = try await connect()
-            let mode = try await writer.query("PRAGMA journal_mode = WAL").first?.column("journal_mode")?.string
-            guard mode?.lowercased() == "wal" else {
-                throw StoreError.unavailable(reason: "could not switch \(settings.path) to WAL mode (got \(mode ?? "nothing"))")
+            try await StorageThreads.lowerPriority(of: writerThread, threads: 1)
+            let writer = try await writerThread.runIfActive {
+                let writer = try SQLiteHandle(path: settings.path)
+                do {
+                    try writer.execute("PRAGMA busy_timeout = \(settings.busyTimeoutMillis)")
+                    // journal_mode answers with the mode it is in, which stays the
+                    // old one when the switch is impossible (e.g. a read-only directory).
+                    let mode = try writer.withStatement("PRAGMA journal_mode = WAL") { try $0.step() ? $0.text(0) : "" }
+                    guard mode.lowercased() == "wal" else {
+                        throw StoreError.unavailable(
+                            reason: "could not switch \(settings.path) to WAL mode (got \(mode.isEmpty ? "nothing" : mode))")
+                    }
+                    try writer.execute("PRAGMA synchronous = \(settings.synchronous.rawValue.uppercased())")
+                } catch {
+                    writer.close()
+                    throw error
+                }
+                return writer
             }
-            _ = try await writer.query("PRAGMA synchronous = \(settings.synchronous.rawValue.uppercased())")
-            var readers: [SQLiteConnection] = []
-            for _ in 0..<settings.readers {
-                let reader = try await connect()
-                _ = try await reader.query("PRAGMA query_only = ON")
-                readers.append(reader)
+            do {
+                let readers = try await SQLiteReaderPool.open(
+                    path: settings.path, count: settings.readers, busyTimeoutMillis: settings.busyTimeoutMillis)
+                let store = SQLiteUserStore(
+                    settings: settings, writerThread: writerThread, writer: writer, readers: readers, logger: logger)
+                store.startWriter()
+                return store
+            } catch {
+                try? await writerThread.runIfActive { writer.close() }
+                throw error
             }
-            let store = SQLiteUserStore(settings: settings, threadPool: pool, writer: writer, readers: readers, logger: logger)
-            store.startWriter()
-            return store
+        } catch let error as SQLiteCallError {
+            try? await writerThread.shutdownGracefully()
+            throw StoreError.unavailable(reason: "sqlite: \(error.message)")
         } catch {
-            for connection in opened { try? await connection.close() }
-            try? await pool.shutdownGracefully()
+            try? await writerThread.shutdownGracefully()
             throw error
         }
     }
@@ -111,20 +119,17 @@ public final class SQLiteUserStore: UserStore {
     // MARK: Writer
 
     private func startWriter() {
-        let task = Task { [queue, writer, logger, settings] in
+        let task = Task { [queue, writerThread, writer, logger, settings] in
             while let batch = await queue.nextBatch(limit: settings.maxBatch) {
-                if batch.count < settings.maxBatch {
-                    await Self.commit(batch, on: writer, logger: logger)
-                } else {
-                    // A full batch means writes arrive faster than they commit. Each
-                    // statement of a batch resumes this task once, and on the shared
-                    // pool every resumption queues behind all request tasks ready to
-                    // run: under a flood of requests a batch took seconds and writes
-                    // fell to a tenth of the usual rate (README, "Reliability",
-                    // overload). Committing ahead of them drains the queue first.
-                    // Only for full batches: on one busy core the separate
-                    // high-priority threads cost 10-25 % of write throughput.
-                    await Task(priority: .high) { await Self.commit(batch, on: writer, logger: logger) }.value
+                // The whole batch runs as one job on the writer's thread: the
+                // statements do not hop between threads, and under a flood of
+                // requests the batch does not wait for the cooperative pool
+                // between them (it did when each statement was a call of its own:
+                // README, "Reliability", overload).
+                do {
+                    try await writerThread.runIfActive { Self.commit(batch, on: writer, logger: logger) }
+                } catch {
+                    batch.forEach { $0.finish(batchError: StoreError.unavailable(reason: "the database is shutting down")) }
                 }
             }
         }
@@ -136,9 +141,9 @@ public final class SQLiteUserStore: UserStore {
     /// while the others commit; SQLite rolls back only the failed statement. Any
     /// other database error aborts the whole batch, because SQLite may then have
     /// rolled the transaction back already and nothing in it can be vouched for.
-    private static func commit(_ batch: [PendingWrite], on writer: SQLiteConnection, logger: Logger) async {
+    private static func commit(_ batch: [PendingWrite], on writer: SQLiteHandle, logger: Logger) {
         do {
-            _ = try await writer.query("BEGIN IMMEDIATE")
+            try writer.execute("BEGIN IMMEDIATE")
         } catch {
             logger.error("sqlite: cannot begin write transaction", metadata: ["error": "\(error)"])
             batch.forEach { $0.finish(batchError: StoreError.unavailable(reason: "the database rejected the write")) }
@@ -146,10 +151,10 @@ public final class SQLiteUserStore: UserStore {
         }
         for job in batch {
             do {
-                job.outcome = .success(try await job.work(writer))
-            } catch let error as SQLiteError {
+                job.outcome = .success(try job.work(writer))
+            } catch let error as SQLiteCallError {
                 logger.error("sqlite: write failed, rolling back batch", metadata: ["error": "\(error)"])
-                _ = try? await writer.query("ROLLBACK")
+                try? writer.execute("ROLLBACK")
                 batch.forEach { $0.finish(batchError: StoreError.unavailable(reason: "the database rejected the write")) }
                 return
             } catch {
@@ -157,11 +162,11 @@ public final class SQLiteUserStore: UserStore {
             }
         }
         do {
-            _ = try await writer.query("COMMIT")
+            try writer.execute("COMMIT")
             batch.forEach { $0.finish(batchError: nil) }
         } catch {
             logger.error("sqlite: commit failed", metadata: ["error": "\(error)"])
-            _ = try? await writer.query("ROLLBACK")
+            try? writer.execute("ROLLBACK")
             batch.forEach { $0.finish(batchError: StoreError.unavailable(reason: "the database could not commit the write")) }
         }
     }
@@ -169,12 +174,12 @@ public final class SQLiteUserStore: UserStore {
     /// Queues `work` for the writer. `committed` runs on the writer once the
     /// batch has committed, in commit order (see `PendingWrite`).
     private func write<T: Sendable>(
-        _ work: @escaping @Sendable (SQLiteConnection) async throws -> T,
+        _ work: @escaping @Sendable (SQLiteHandle) throws -> T,
         committed: @escaping @Sendable (T) -> Void = { _ in }
     ) async throws -> T {
         let result = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<any Sendable, any Error>) in
             let job = PendingWrite(
-                work: { try await work($0) }, committed: { committed($0 as! T) }, continuation: continuation)
+                work: { try work($0) }, committed: { committed($0 as! T) }, continuation: continuation)
             do {
                 try queue.enqueue(job)
             } catch {
@@ -184,17 +189,19 @@ public final class SQLiteUserStore: UserStore {
         return result as! T
     }
 
-    /// Runs a read on the next reader connection (round robin). Storage-level
-    /// failures (closed, busy beyond the timeout, I/O) become
-    /// `StoreError.unavailable`: a 503 the client can retry, not a 500.
-    private func read<T>(_ body: (SQLiteConnection) async throws -> T) async throws -> T {
+    /// Runs a read on an idle reader connection. Storage-level failures
+    /// (closed, busy beyond the timeout, I/O) become `StoreError.unavailable`:
+    /// a 503 the client can retry, not a 500.
+    private func read<T: Sendable>(_ body: @escaping @Sendable (SQLiteHandle) throws -> T) async throws -> T {
         guard !closed.load(ordering: .relaxed) else { throw StoreError.unavailable(reason: "the database is closed") }
-        let i = nextReader.wrappingAdd(1, ordering: .relaxed).oldValue
         do {
-            return try await body(readers[i % readers.count])
-        } catch let error as SQLiteError where error.isUnavailable {
+            return try await readers.read(body)
+        } catch let error as SQLiteCallError where error.isUnavailable {
             logger.warning("sqlite: read failed", metadata: ["error": "\(error)"])
-            throw StoreError.unavailable(reason: "sqlite: \(error.reason)")
+            throw StoreError.unavailable(reason: "sqlite: \(error.message)")
+        } catch is CancellationError where closed.load(ordering: .relaxed) {
+            // The reader pool refuses queued reads once it is shutting down.
+            throw StoreError.unavailable(reason: "the database is closed")
         }
     }
 
@@ -207,20 +214,21 @@ public final class SQLiteUserStore: UserStore {
         try await write { conn in
             // The writer already holds BEGIN IMMEDIATE, so a second process
             // migrating the same file waits on the lock, then sees our rows.
-            _ = try await conn.query(
+            try conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
             )
-            let current =
-                try await conn.query("SELECT coalesce(max(version), 0) AS v FROM schema_migrations")
-                .first?.column("v")?.integer ?? 0
+            let current = try conn.integer("SELECT coalesce(max(version), 0) FROM schema_migrations")
             var applied: [Int] = []
             for migration in Schema.migrations where migration.version > current {
                 for statement in migration.sqlite {
-                    _ = try await conn.query(statement)
+                    try conn.execute(statement)
                 }
-                _ = try await conn.query(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    [.integer(migration.version), .text(migration.name), .integer(Int(Timestamp.nowMillis()))])
+                try conn.withStatement("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)") {
+                    try $0.bind(1, Int64(migration.version))
+                    try $0.bind(2, migration.name)
+                    try $0.bind(3, Timestamp.nowMillis())
+                    _ = try $0.step()
+                }
                 applied.append(migration.version)
             }
             return MigrationReport(applied: applied, current: max(current, applied.last ?? 0))
@@ -230,48 +238,52 @@ public final class SQLiteUserStore: UserStore {
     /// The schema version recorded in the file (0 for a new database).
     public func schemaVersion() async throws -> Int {
         try await read { reader in
-            let exists =
-                try await reader.query(
-                    "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
-                ).first?.column("n")?.integer ?? 0
+            let exists = try reader.integer(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
             guard exists > 0 else { return 0 }
-            return try await reader.query("SELECT coalesce(max(version), 0) AS v FROM schema_migrations")
-                .first?.column("v")?.integer ?? 0
+            return try reader.integer("SELECT coalesce(max(version), 0) FROM schema_migrations")
         }
     }
 
     public func ping() async throws {
-        _ = try await read { try await $0.query("SELECT 1") }
+        _ = try await read { try $0.integer("SELECT 1") }
     }
 
     public func list(_ query: UserListQuery) async throws -> [User] {
         var sql = "SELECT \(Self.columns) FROM users"
         var conditions: [String] = []
-        var binds: [SQLiteData] = []
+        var binds: [String] = []
         if let after = query.after {
             conditions.append("id > ?")
-            binds.append(.text(after))
+            binds.append(after)
         }
         if let username = query.username {
             conditions.append("username = ?")
-            binds.append(.text(username))
+            binds.append(username)
         }
         if let email = query.email {
             conditions.append("email_key = ?")
-            binds.append(.text(User.emailKey(email)))
+            binds.append(User.emailKey(email))
         }
         if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }
         sql += " ORDER BY id LIMIT ?"
-        binds.append(.integer(query.limit))
-        return try await read { try await $0.query(sql, binds).map(Self.decode) }
+        let limit = Int64(query.limit)
+        return try await read { [sql, binds] reader in
+            try reader.withStatement(sql) { statement in
+                for (i, value) in binds.enumerated() { try statement.bind(Int32(i + 1), value) }
+                try statement.bind(Int32(binds.count + 1), limit)
+                var users: [User] = []
+                users.reserveCapacity(Int(limit))
+                while try statement.step() { users.append(Self.decode(statement)) }
+                return users
+            }
+        }
     }
 
     public func get(id: String) async throws -> User? {
         let (cached, generation) = cache.get(id)
         if let cached { return cached }
-        let user = try await read {
-            try await $0.query("SELECT \(Self.columns) FROM users WHERE id = ?", [.text(id)]).first.map(Self.decode)
-        }
+        let user = try await read { try Self.user(id: id, on: $0) }
         if let user { cache.fill(user, readAt: generation) }
         return user
     }
@@ -280,11 +292,14 @@ public final class SQLiteUserStore: UserStore {
         let cache = self.cache
         return try await write { conn in
             do {
-                _ = try await conn.query(
-                    "INSERT INTO users (id, name, username, email, email_key, created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    Self.binds(user))
-            } catch let error as SQLiteError where error.isConstraintViolation {
-                throw try await Self.conflict(for: user, excluding: nil, on: conn)
+                try conn.withStatement(
+                    "INSERT INTO users (id, name, username, email, email_key, created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                ) {
+                    try Self.bind(user, to: &$0)
+                    _ = try $0.step()
+                }
+            } catch let error as SQLiteCallError where error.isConstraintViolation {
+                throw try Self.conflict(for: user, excluding: nil, on: conn)
             }
             return user
         } committed: {
@@ -295,10 +310,7 @@ public final class SQLiteUserStore: UserStore {
     public func update(id: String, _ change: @escaping @Sendable (User) throws -> UserFields) async throws -> User {
         let cache = self.cache
         return try await write { conn in
-            guard
-                let current = try await conn.query("SELECT \(Self.columns) FROM users WHERE id = ?", [.text(id)])
-                    .first.map(Self.decode)
-            else { throw StoreError.notFound }
+            guard let current = try Self.user(id: id, on: conn) else { throw StoreError.notFound }
             let fields = try change(current)
             if fields == UserFields(current) { return current }
             var updated = current
@@ -308,14 +320,20 @@ public final class SQLiteUserStore: UserStore {
             updated.updatedAt = max(Timestamp.nowMillis(), current.updatedAt)
             updated.version = current.version + 1
             do {
-                _ = try await conn.query(
-                    "UPDATE users SET name = ?, username = ?, email = ?, email_key = ?, updated_at = ?, version = ? WHERE id = ?",
-                    [
-                        .text(updated.name), .text(updated.username), .text(updated.email), .text(updated.emailKey),
-                        .integer(Int(updated.updatedAt)), .integer(Int(updated.version)), .text(id),
-                    ])
-            } catch let error as SQLiteError where error.isConstraintViolation {
-                throw try await Self.conflict(for: updated, excluding: id, on: conn)
+                try conn.withStatement(
+                    "UPDATE users SET name = ?, username = ?, email = ?, email_key = ?, updated_at = ?, version = ? WHERE id = ?"
+                ) {
+                    try $0.bind(1, updated.name)
+                    try $0.bind(2, updated.username)
+                    try $0.bind(3, updated.email)
+                    try $0.bind(4, updated.emailKey)
+                    try $0.bind(5, updated.updatedAt)
+                    try $0.bind(6, updated.version)
+                    try $0.bind(7, id)
+                    _ = try $0.step()
+                }
+            } catch let error as SQLiteCallError where error.isConstraintViolation {
+                throw try Self.conflict(for: updated, excluding: id, on: conn)
             }
             return updated
         } committed: {
@@ -326,12 +344,12 @@ public final class SQLiteUserStore: UserStore {
     public func delete(id: String, _ check: @escaping @Sendable (User) throws -> Void) async throws {
         let cache = self.cache
         try await write { conn in
-            guard
-                let current = try await conn.query("SELECT \(Self.columns) FROM users WHERE id = ?", [.text(id)])
-                    .first.map(Self.decode)
-            else { throw StoreError.notFound }
+            guard let current = try Self.user(id: id, on: conn) else { throw StoreError.notFound }
             try check(current)
-            _ = try await conn.query("DELETE FROM users WHERE id = ?", [.text(id)])
+            try conn.withStatement("DELETE FROM users WHERE id = ?") {
+                try $0.bind(1, id)
+                _ = try $0.step()
+            }
         } committed: {
             cache.remove(id)
         }
@@ -345,7 +363,7 @@ public final class SQLiteUserStore: UserStore {
             var written = 0
             for user in users {
                 do {
-                    let rows = try await conn.query(
+                    let changed = try conn.withStatement(
                         """
                         INSERT INTO users (id, name, username, email, email_key, created_at, updated_at, version)
                         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -354,10 +372,17 @@ public final class SQLiteUserStore: UserStore {
                             updated_at = excluded.updated_at, version = excluded.version
                         WHERE excluded.version > users.version
                         RETURNING id
-                        """, Self.binds(user))
-                    written += rows.count
-                } catch let error as SQLiteError where error.isConstraintViolation {
-                    throw ImportConflict(id: user.id, error: try await Self.conflict(for: user, excluding: user.id, on: conn))
+                        """
+                    ) {
+                        try Self.bind(user, to: &$0)
+                        // Drain the statement: RETURNING rows are only final once it is done.
+                        var rows = 0
+                        while try $0.step() { rows += 1 }
+                        return rows
+                    }
+                    written += changed
+                } catch let error as SQLiteCallError where error.isConstraintViolation {
+                    throw ImportConflict(id: user.id, error: try Self.conflict(for: user, excluding: user.id, on: conn))
                 }
             }
             return written
@@ -365,7 +390,7 @@ public final class SQLiteUserStore: UserStore {
     }
 
     public func count() async throws -> Int {
-        try await read { try await $0.query("SELECT count(*) AS n FROM users").first?.column("n")?.integer ?? 0 }
+        try await read { try $0.integer("SELECT count(*) FROM users") }
     }
 
     /// Reads users in id order for `db copy`, `limit` at a time.
@@ -381,9 +406,9 @@ public final class SQLiteUserStore: UserStore {
 
     /// Idempotent; every caller waits until the store is fully closed.
     public func shutdown() async {
-        // Closing must complete even when the caller was cancelled (sqlite-nio
-        // refuses work from cancelled tasks), or queued writes and open file
-        // handles would be abandoned: run it in a task of its own.
+        // Closing must complete even when the caller was cancelled (NIO's
+        // thread pools refuse work from cancelled tasks), or queued writes and
+        // open file handles would be abandoned: run it in a task of its own.
         let task = closing.withLock { current -> Task<Void, Never> in
             if let current { return current }
             closed.store(true, ordering: .relaxed)
@@ -397,49 +422,58 @@ public final class SQLiteUserStore: UserStore {
     private func closeEverything() async {
         queue.close()
         await writerTask.withLock { $0 }?.value
+        await readers.close()
         // Fold the WAL back into the main file so the directory holds one file at rest.
-        _ = try? await writer.query("PRAGMA wal_checkpoint(TRUNCATE)")
-        for connection in readers + [writer] {
-            do {
-                try await connection.close()
-            } catch {
-                logger.error("sqlite: closing a connection failed", metadata: ["error": "\(error)"])
-            }
+        try? await writerThread.runIfActive { [writer] in
+            try? writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            writer.close()
         }
-        try? await threadPool.shutdownGracefully()
+        try? await writerThread.shutdownGracefully()
         logger.info("sqlite: closed", metadata: ["path": "\(settings.path)"])
     }
 
     // MARK: Rows
 
-    static func binds(_ user: User) -> [SQLiteData] {
-        [
-            .text(user.id), .text(user.name), .text(user.username), .text(user.email), .text(user.emailKey),
-            .integer(Int(user.createdAt)), .integer(Int(user.updatedAt)), .integer(Int(user.version)),
-        ]
+    /// Binds `user` to parameters 1-8 in the column order of an INSERT.
+    static func bind(_ user: User, to statement: inout SQLiteStatementCursor) throws {
+        try statement.bind(1, user.id)
+        try statement.bind(2, user.name)
+        try statement.bind(3, user.username)
+        try statement.bind(4, user.email)
+        try statement.bind(5, user.emailKey)
+        try statement.bind(6, user.createdAt)
+        try statement.bind(7, user.updatedAt)
+        try statement.bind(8, user.version)
     }
 
-    static func decode(_ row: SQLiteRow) -> User {
-        let c = row.columns
-        return User(
-            id: c[0].data.string ?? "",
-            name: c[1].data.string ?? "",
-            username: c[2].data.string ?? "",
-            email: c[3].data.string ?? "",
-            createdAt: Int64(c[4].data.integer ?? 0),
-            updatedAt: Int64(c[5].data.integer ?? 0),
-            version: Int64(c[6].data.integer ?? 0))
+    /// The current row of a statement that selects `columns`.
+    static func decode(_ row: SQLiteStatementCursor) -> User {
+        User(
+            id: row.text(0), name: row.text(1), username: row.text(2), email: row.text(3),
+            createdAt: row.int64(4), updatedAt: row.int64(5), version: row.int64(6))
+    }
+
+    static func user(id: String, on conn: SQLiteHandle) throws -> User? {
+        try conn.withStatement("SELECT \(columns) FROM users WHERE id = ?") { statement in
+            try statement.bind(1, id)
+            return try statement.step() ? decode(statement) : nil
+        }
     }
 
     /// Works out which unique fields `user` collides on, for a 409 that names them all.
-    private static func conflict(for user: User, excluding id: String?, on conn: SQLiteConnection) async throws -> StoreError {
-        let rows = try await conn.query(
-            "SELECT username, email_key FROM users WHERE (username = ? OR email_key = ?) AND id <> ?",
-            [.text(user.username), .text(user.emailKey), .text(id ?? "")])
-        var fields: [String] = []
-        if rows.contains(where: { $0.column("username")?.string == user.username }) { fields.append("username") }
-        if rows.contains(where: { $0.column("email_key")?.string == user.emailKey }) { fields.append("email") }
-        return .conflict(fields: fields.isEmpty ? ["id"] : fields)
+    private static func conflict(for user: User, excluding id: String?, on conn: SQLiteHandle) throws -> StoreError {
+        var fields: Set<String> = []
+        try conn.withStatement("SELECT username, email_key FROM users WHERE (username = ? OR email_key = ?) AND id <> ?") {
+            try $0.bind(1, user.username)
+            try $0.bind(2, user.emailKey)
+            try $0.bind(3, id ?? "")
+            while try $0.step() {
+                if $0.text(0) == user.username { fields.insert("username") }
+                if $0.text(1) == user.emailKey { fields.insert("email") }
+            }
+        }
+        let named = ["username", "email"].filter(fields.contains)
+        return .conflict(fields: named.isEmpty ? ["id"] : named)
     }
 }
 
@@ -448,24 +482,4 @@ public final class SQLiteUserStore: UserStore {
 public struct ImportConflict: Error, Sendable {
     public var id: String
     public var error: StoreError
-}
-
-extension SQLiteError {
-    /// Failures of the storage itself rather than of the statement: lock
-    /// timeouts, I/O, a full disk, a file that cannot be opened, a closed connection.
-    var isUnavailable: Bool {
-        switch reason {
-        case .error, .mismatch, .range, .tooBig, .constraint, .constraintUniqueFailed, .constraintPrimaryKeyFailed,
-            .constraintNotNullFailed, .constraintCheckFailed, .schema:
-            false
-        default: true
-        }
-    }
-
-    var isConstraintViolation: Bool {
-        switch reason {
-        case .constraint, .constraintUniqueFailed, .constraintPrimaryKeyFailed: true
-        default: false
-        }
-    }
 }

@@ -1,13 +1,12 @@
 import DequeModule
-import SQLiteNIO
 import Synchronization
 
 /// One write waiting for the writer connection. The work runs inside the
 /// batch's transaction; its result is only handed back after COMMIT, so a
 /// client never hears "created" for a row that is not on disk.
 final class PendingWrite: @unchecked Sendable {
-    // `outcome` is touched only by the writer task; the continuation is resumed exactly once.
-    let work: @Sendable (SQLiteConnection) async throws -> any Sendable
+    // `outcome` is touched only by the writer's thread; the continuation is resumed exactly once.
+    let work: @Sendable (SQLiteHandle) throws -> any Sendable
     /// Runs on the writer after COMMIT, job by job in commit order, before the
     /// caller is resumed. Why there: effects applied by the callers themselves
     /// (the user cache) would race, and an older update could land after a
@@ -17,7 +16,7 @@ final class PendingWrite: @unchecked Sendable {
     var outcome: Result<any Sendable, any Error>?
 
     init(
-        work: @escaping @Sendable (SQLiteConnection) async throws -> any Sendable,
+        work: @escaping @Sendable (SQLiteHandle) throws -> any Sendable,
         committed: @escaping @Sendable (any Sendable) -> Void,
         continuation: CheckedContinuation<any Sendable, any Error>
     ) {
@@ -41,9 +40,9 @@ final class PendingWrite: @unchecked Sendable {
 
 /// The queue between request handlers and the single writer task.
 ///
-/// Writers never contend for SQLite's write lock (sqlite-nio busy-spins on a
-/// locked database); instead the writer takes everything queued so far and
-/// commits it as one transaction: one fsync for many writes (group commit).
+/// Writers never contend for SQLite's write lock; instead the writer takes
+/// everything queued so far and commits it as one transaction: one fsync for
+/// many writes (group commit).
 /// The queue is bounded so overload sheds load instead of growing memory.
 final class SQLiteWriteQueue: Sendable {
     private struct State {
