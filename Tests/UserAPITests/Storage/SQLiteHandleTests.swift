@@ -1,4 +1,7 @@
+import Dispatch
 import Foundation
+import NIOConcurrencyHelpers
+import NIOPosix
 import Testing
 
 @testable import UserAPI
@@ -118,3 +121,50 @@ struct SQLiteHandleTests {
         #expect(error?.message.contains(path) == true)
     }
 }
+
+#if os(Linux)
+    @Suite("SQLite storage threads")
+    struct StorageThreadsTests {
+        /// The nice value of each of `threads` threads of `pool`, one job per thread:
+        /// each job waits (on its pool thread, not the task pool) until all have
+        /// started, so no thread answers twice.
+        static func niceValues(of pool: NIOThreadPool, threads: Int) async throws -> [Int32] {
+            let started = NIOLockedValueBox(0)
+            let allStarted = DispatchSemaphore(value: 0)
+            return try await withThrowingTaskGroup(of: Int32.self) { group in
+                for _ in 0..<threads {
+                    group.addTask {
+                        try await pool.runIfActive {
+                            let nice = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+                            if started.withLockedValue({
+                                $0 += 1; return $0
+                            }) == threads {
+                                for _ in 1..<threads { allStarted.signal() }
+                            } else {
+                                _ = allStarted.wait(timeout: .now() + .seconds(10))
+                            }
+                            return nice
+                        }
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+        }
+
+        @Test("every thread of a storage pool runs below the process's priority; other threads do not")
+        func lowerPriority() async throws {
+            let base = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+            let storage = NIOThreadPool(numberOfThreads: 3)
+            let other = NIOThreadPool(numberOfThreads: 2)
+            storage.start()
+            other.start()
+            try await StorageThreads.lowerPriority(of: storage, threads: 3)
+            let lowered = try await Self.niceValues(of: storage, threads: 3)
+            let untouched = try await Self.niceValues(of: other, threads: 2)
+            try await storage.shutdownGracefully()
+            try await other.shutdownGracefully()
+            #expect(lowered == Array(repeating: min(19, base + StorageThreads.niceness), count: 3))
+            #expect(untouched == [base, base])
+        }
+    }
+#endif

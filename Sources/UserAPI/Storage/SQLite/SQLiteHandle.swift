@@ -17,7 +17,8 @@ struct SQLiteCallError: Error, CustomStringConvertible {
 
     /// Failures of the storage rather than of the statement: lock timeouts,
     /// I/O, a full disk, a file that cannot be opened, a closed connection.
-    /// The same split as `SQLiteError.isUnavailable` for sqlite-nio's errors.
+    /// The store answers these with a 503 the client can retry; the others are
+    /// the statement's own failure (a conflict, a bug).
     var isUnavailable: Bool {
         switch primaryCode {
         case SQLITE_ERROR, SQLITE_MISMATCH, SQLITE_RANGE, SQLITE_TOOBIG, SQLITE_CONSTRAINT, SQLITE_SCHEMA: false

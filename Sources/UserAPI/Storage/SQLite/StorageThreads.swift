@@ -49,7 +49,9 @@ enum StorageThreads {
                             }) == threads {
                                 for _ in 1..<threads { allStarted.signal() }
                             } else {
-                                allStarted.wait()
+                                // Bounded: if a job never runs (its task was cancelled
+                                // during start-up), the others must not wait forever.
+                                _ = allStarted.wait(timeout: .now() + .seconds(5))
                             }
                         }
                     }
