@@ -1,6 +1,4 @@
-import Dispatch
 import Foundation
-import NIOConcurrencyHelpers
 import NIOPosix
 import Testing
 
@@ -125,29 +123,10 @@ struct SQLiteHandleTests {
 #if os(Linux)
     @Suite("SQLite storage threads")
     struct StorageThreadsTests {
-        /// The nice value of each of `threads` threads of `pool`, one job per thread:
-        /// each job waits (on its pool thread, not the task pool) until all have
-        /// started, so no thread answers twice.
+        /// The nice value of each of `threads` threads of `pool`.
         static func niceValues(of pool: NIOThreadPool, threads: Int) async throws -> [Int32] {
-            let started = NIOLockedValueBox(0)
-            let allStarted = DispatchSemaphore(value: 0)
-            return try await withThrowingTaskGroup(of: Int32.self) { group in
-                for _ in 0..<threads {
-                    group.addTask {
-                        try await pool.runIfActive {
-                            let nice = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
-                            if started.withLockedValue({
-                                $0 += 1; return $0
-                            }) == threads {
-                                for _ in 1..<threads { allStarted.signal() }
-                            } else {
-                                _ = allStarted.wait(timeout: .now() + .seconds(10))
-                            }
-                            return nice
-                        }
-                    }
-                }
-                return try await group.reduce(into: []) { $0.append($1) }
+            try await StorageThreads.onEachThread(of: pool, threads: threads) {
+                getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
             }
         }
 

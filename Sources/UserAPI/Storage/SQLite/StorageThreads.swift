@@ -28,36 +28,46 @@ enum StorageThreads {
     /// Added to the process's nice value for every storage thread.
     static let niceness: Int32 = 5
 
-    /// Lowers the priority of each of the `threads` threads of `pool`: one job
-    /// per thread, each held until all have started, so no thread takes two.
+    /// Lowers the priority of each of the `threads` threads of `pool`.
     static func lowerPriority(of pool: NIOThreadPool, threads: Int) async throws {
         #if os(Linux)
-            let started = NIOLockedValueBox(0)
-            let allStarted = DispatchSemaphore(value: 0)
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for _ in 0..<threads {
-                    group.addTask {
-                        try await pool.runIfActive {
-                            // On Linux the nice value belongs to the thread, and PRIO_PROCESS
-                            // with id 0 means the calling thread (kernel/sys.c), not the process.
-                            let which = __priority_which_t(PRIO_PROCESS.rawValue)
-                            errno = 0
-                            let current = getpriority(which, 0)
-                            if errno == 0 { _ = setpriority(which, 0, current + niceness) }
-                            if started.withLockedValue({
-                                $0 += 1; return $0
-                            }) == threads {
-                                for _ in 1..<threads { allStarted.signal() }
-                            } else {
-                                // Bounded: if a job never runs (its task was cancelled
-                                // during start-up), the others must not wait forever.
-                                _ = allStarted.wait(timeout: .now() + .seconds(5))
-                            }
-                        }
-                    }
-                }
-                try await group.waitForAll()
+            _ = try await onEachThread(of: pool, threads: threads) {
+                // On Linux the nice value belongs to the thread, and PRIO_PROCESS
+                // with id 0 means the calling thread (kernel/sys.c), not the process.
+                let which = __priority_which_t(PRIO_PROCESS.rawValue)
+                errno = 0
+                let current = getpriority(which, 0)
+                if errno == 0 { _ = setpriority(which, 0, current + niceness) }
             }
         #endif
+    }
+
+    /// Runs `body` once on each of the `threads` threads of `pool`: one job per
+    /// thread, each held until all have started, so no thread takes two.
+    static func onEachThread<T: Sendable>(
+        of pool: NIOThreadPool, threads: Int, _ body: @escaping @Sendable () -> T
+    ) async throws -> [T] {
+        let started = NIOLockedValueBox(0)
+        let allStarted = DispatchSemaphore(value: 0)
+        return try await withThrowingTaskGroup(of: T.self) { group in
+            for _ in 0..<threads {
+                group.addTask {
+                    try await pool.runIfActive {
+                        let result = body()
+                        if started.withLockedValue({
+                            $0 += 1; return $0
+                        }) == threads {
+                            for _ in 1..<threads { allStarted.signal() }
+                        } else {
+                            // Bounded: if a job never runs (its task was cancelled
+                            // during start-up), the others must not wait forever.
+                            _ = allStarted.wait(timeout: .now() + .seconds(5))
+                        }
+                        return result
+                    }
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
     }
 }
