@@ -26,9 +26,11 @@ public func buildApplication(_ config: AppConfig, logger: Logger) async throws -
     let router = buildRouter(deps, tracing: config.tracing.enabled, logger: logger)
 
     let heartbeat = ExecutorHeartbeat()
-    let liveness = LivenessFastPath.Shared(
+    let fastPath = EventLoopFastPath.Shared(
         heartbeat: heartbeat, metrics: metrics, accessLog: AccessLog(config: config, logger: logger),
-        tracing: config.tracing.enabled)
+        tracing: config.tracing.enabled,
+        users: backend.hasUserCache
+            ? .init(store: store, tokens: tokens, protectReads: config.auth.protectReads) : nil)
     var services: [any Service] = [tokens, StorageService(store: backend), heartbeat]
     if let metrics, config.metrics.port != 0 {
         services.append(MetricsServer.make(metrics: metrics, host: config.http.host, port: config.metrics.port, logger: logger))
@@ -38,7 +40,7 @@ public func buildApplication(_ config: AppConfig, logger: Logger) async throws -
     }
     return UserAPIApplication(
         responder: router.buildResponder(), config: config, logger: logger, services: services,
-        prelude: [prelude], state: state, store: store, tokens: tokens, metrics: metrics, liveness: liveness)
+        prelude: [prelude], state: state, store: store, tokens: tokens, metrics: metrics, fastPath: fastPath)
 }
 
 /// Runs a store's background work (connection pool, write queue) for as long

@@ -5,7 +5,7 @@ import Synchronization
 /// A task on Swift's cooperative pool that records, once a second, that it
 /// still gets to run, and renders the `Date` header for that second.
 ///
-/// `LivenessFastPath` answers `/healthz` on the event loop, which by itself
+/// `EventLoopFastPath` answers `/healthz` on the event loop, which by itself
 /// would stay green while every handler task is stuck. It answers only while
 /// this heartbeat is recent; when it is not, probes take the ordinary path
 /// through the router, which answers only if tasks run: liveness then means

@@ -28,7 +28,7 @@ public struct UserAPIApplication: ApplicationProtocol {
     init(
         responder: Responder, config: AppConfig, logger: Logger, services: [any Service],
         prelude: [@Sendable () async throws -> Void], state: AppState, store: any UserStore,
-        tokens: TokenStore, metrics: AppMetrics?, liveness: LivenessFastPath.Shared?
+        tokens: TokenStore, metrics: AppMetrics?, fastPath: EventLoopFastPath.Shared?
     ) {
         self.responder = responder
         self.configuration = ApplicationConfiguration(
@@ -39,7 +39,7 @@ public struct UserAPIApplication: ApplicationProtocol {
         self.services = services
         let idleTimeout = config.http.idleTimeout
         self.server = HTTPServerBuilder { responder in
-            HTTPServerChannel(responder: responder, idleTimeout: idleTimeout, liveness: liveness)
+            HTTPServerChannel(responder: responder, idleTimeout: idleTimeout, fastPath: fastPath)
         }
         self.processesRunBeforeServerStart = prelude
         self.config = config

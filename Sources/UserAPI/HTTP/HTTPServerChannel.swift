@@ -5,11 +5,11 @@ import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 
-/// Hummingbird's HTTP/1 connection pipeline with `LivenessFastPath` added
+/// Hummingbird's HTTP/1 connection pipeline with `EventLoopFastPath` added
 /// after its connection-state handler.
 ///
 /// `HTTP1Channel` only takes extra handlers *before* that handler, where the
-/// probes it answers would be invisible to the idle timeout and to graceful
+/// requests it answers would be invisible to the idle timeout and to graceful
 /// shutdown; hence this copy of its set-up. Everything else (decoder limits,
 /// the request loop in `handleHTTP`) is Hummingbird's own.
 struct HTTPServerChannel: ServerChildChannel, HTTPChannelHandler {
@@ -17,7 +17,7 @@ struct HTTPServerChannel: ServerChildChannel, HTTPChannelHandler {
 
     let responder: HTTPChannelHandler.Responder
     let idleTimeout: Duration?
-    let liveness: LivenessFastPath.Shared?
+    let fastPath: EventLoopFastPath.Shared?
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
@@ -36,8 +36,8 @@ struct HTTPServerChannel: ServerChildChannel, HTTPChannelHandler {
             )
             try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
             try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: idleTimeout, logger: logger))
-            if let liveness {
-                try pipeline.addHandler(LivenessFastPath(shared: liveness))
+            if let fastPath {
+                try pipeline.addHandler(EventLoopFastPath(shared: fastPath))
             }
             return try NIOAsyncChannel(
                 wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))

@@ -26,7 +26,7 @@ struct HealthHandlers {
         return render(checks, probe: "healthz", verbose: true)
     }
 
-    /// `{"status":"ok"}`, also sent by `LivenessFastPath`.
+    /// `{"status":"ok"}`, also sent by `EventLoopFastPath`.
     static let healthyBody: [UInt8] = {
         var w = JSONWriter()
         w.beginObject()

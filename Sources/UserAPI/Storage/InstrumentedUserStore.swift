@@ -53,6 +53,14 @@ struct InstrumentedUserStore: UserStore {
     func ping() async throws { try await measure("ping") { try await base.ping() } }
     func list(_ query: UserListQuery) async throws -> [User] { try await measure("list") { try await base.list(query) } }
     func get(id: String) async throws -> User? { try await measure("get") { try await base.get(id: id) } }
+    var hasUserCache: Bool { base.hasUserCache }
+    /// Counted as a `get` when it answers; a miss is counted by the `get` that follows.
+    func cachedUser(id: String) -> User? {
+        let start = ContinuousClock.now
+        guard let user = base.cachedUser(id: id) else { return nil }
+        metrics.storageOperation(backend: base.backend, operation: "get", duration: .now - start, error: nil)
+        return user
+    }
     func create(_ user: User) async throws -> User { try await measure("create") { try await base.create(user) } }
     func update(id: String, _ change: @escaping @Sendable (User) throws -> UserFields) async throws -> User {
         try await measure("update") { try await base.update(id: id, change) }

@@ -42,6 +42,14 @@ public protocol UserStore: Sendable {
     func list(_ query: UserListQuery) async throws -> [User]
     func get(id: String) async throws -> User?
 
+    /// Whether the store keeps users in memory (`cachedUser` can answer).
+    var hasUserCache: Bool { get }
+
+    /// The user, when the store holds it in memory and that copy is current;
+    /// nil means "ask `get`". Synchronous and cheap: the event loop calls it
+    /// (`EventLoopFastPath`).
+    func cachedUser(id: String) -> User?
+
     /// Inserts `user`; throws `StoreError.conflict` naming the fields already taken.
     func create(_ user: User) async throws -> User
 
@@ -66,6 +74,11 @@ public protocol UserStore: Sendable {
 
     /// Stops accepting work, finishes queued writes and closes connections.
     func shutdown() async
+}
+
+extension UserStore {
+    public var hasUserCache: Bool { false }
+    public func cachedUser(id: String) -> User? { nil }
 }
 
 public struct MigrationReport: Sendable, Equatable {

@@ -280,6 +280,10 @@ public final class SQLiteUserStore: UserStore {
         }
     }
 
+    public var hasUserCache: Bool { cache.isEnabled }
+
+    public func cachedUser(id: String) -> User? { cache.get(id).user }
+
     public func get(id: String) async throws -> User? {
         let (cached, generation) = cache.get(id)
         if let cached { return cached }
