@@ -30,7 +30,9 @@ public func buildApplication(_ config: AppConfig, logger: Logger) async throws -
         heartbeat: heartbeat, metrics: metrics, accessLog: AccessLog(config: config, logger: logger),
         tracing: config.tracing.enabled,
         users: backend.hasUserCache
-            ? .init(store: store, tokens: tokens, protectReads: config.auth.protectReads) : nil)
+            ? .init(store: store, tokens: tokens, protectReads: config.auth.protectReads) : nil,
+        creates: backend.createsWithoutTask
+            ? .init(store: store, tokens: tokens, maxBodySize: config.http.maxBodySize) : nil)
     var services: [any Service] = [tokens, StorageService(store: backend), heartbeat]
     if let metrics, config.metrics.port != 0 {
         services.append(MetricsServer.make(metrics: metrics, host: config.http.host, port: config.metrics.port, logger: logger))

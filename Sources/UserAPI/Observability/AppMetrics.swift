@@ -54,6 +54,9 @@ public final class AppMetrics: Sendable {
 
     func requestStarted() { requestsInFlight.increment() }
 
+    /// A request that was started and then handed on (it is counted where it is answered).
+    func requestAbandoned() { requestsInFlight.decrement() }
+
     func requestFinished(method: HTTPRequest.Method, route: String, routeIndex: Int, status: Int, duration: Duration) {
         requestsInFlight.decrement()
         let methodIndex = Self.knownMethods.firstIndex(of: method) ?? Self.knownMethods.count

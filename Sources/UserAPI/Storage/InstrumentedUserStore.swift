@@ -62,6 +62,17 @@ struct InstrumentedUserStore: UserStore {
         return user
     }
     func create(_ user: User) async throws -> User { try await measure("create") { try await base.create(user) } }
+    var createsWithoutTask: Bool { base.createsWithoutTask }
+    /// No span: tracing sends every request through the router, which calls the async `create`.
+    func create(_ user: User, completion: @escaping @Sendable (Result<User, any Error>) -> Void) {
+        let start = ContinuousClock.now
+        let (metrics, backend) = (self.metrics, base.backend)
+        base.create(user) { result in
+            let error: String? = if case .failure(let error) = result { Self.kind(of: error) } else { nil }
+            metrics.storageOperation(backend: backend, operation: "create", duration: .now - start, error: error)
+            completion(result)
+        }
+    }
     func update(id: String, _ change: @escaping @Sendable (User) throws -> UserFields) async throws -> User {
         try await measure("update") { try await base.update(id: id, change) }
     }

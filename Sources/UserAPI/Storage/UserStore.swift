@@ -53,6 +53,13 @@ public protocol UserStore: Sendable {
     /// Inserts `user`; throws `StoreError.conflict` naming the fields already taken.
     func create(_ user: User) async throws -> User
 
+    /// Whether `create(_:completion:)` works (the event loop calls it, `EventLoopFastPath`).
+    var createsWithoutTask: Bool { get }
+
+    /// `create` for callers that are not tasks: `completion` runs once, on a
+    /// thread of the store's, when the insert is durable or has failed.
+    func create(_ user: User, completion: @escaping @Sendable (Result<User, any Error>) -> Void)
+
     /// Reads the current user, hands it to `change` (which may throw to refuse,
     /// e.g. a failed `If-Match`), and writes the result atomically: nobody else
     /// can change the row in between. Unchanged fields leave the row (and its
@@ -79,6 +86,10 @@ public protocol UserStore: Sendable {
 extension UserStore {
     public var hasUserCache: Bool { false }
     public func cachedUser(id: String) -> User? { nil }
+    public var createsWithoutTask: Bool { false }
+    public func create(_ user: User, completion: @escaping @Sendable (Result<User, any Error>) -> Void) {
+        completion(.failure(StoreError.unavailable(reason: "this store creates users from tasks only")))
+    }
 }
 
 public struct MigrationReport: Sendable, Equatable {

@@ -17,7 +17,10 @@ struct LivenessFastPathTests {
         let heartbeat: ExecutorHeartbeat
         let metrics: AppMetrics
 
-        init(tracing: Bool = false, users: EventLoopFastPath.UserReads? = nil, metrics: AppMetrics? = nil) throws {
+        init(
+            tracing: Bool = false, users: EventLoopFastPath.UserReads? = nil, metrics: AppMetrics? = nil,
+            creates: EventLoopFastPath.UserCreates? = nil
+        ) throws {
             heartbeat = ExecutorHeartbeat()
             let metrics = metrics ?? AppMetrics(version: "test", commit: "test")
             self.metrics = metrics
@@ -25,15 +28,18 @@ struct LivenessFastPathTests {
             config.log.access = false
             let shared = EventLoopFastPath.Shared(
                 heartbeat: heartbeat, metrics: metrics, accessLog: AccessLog(config: config, logger: TestEnv.logger),
-                tracing: tracing, users: users)
+                tracing: tracing, users: users, creates: creates)
             channel = EmbeddedChannel(handler: EventLoopFastPath(shared: shared))
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8080)).wait()
         }
 
+        /// The whole request in one read, as a small request arrives.
         func send(_ request: HTTPRequest, body: String? = nil) throws {
-            try channel.writeInbound(HTTPRequestPart.head(request))
-            if let body { try channel.writeInbound(HTTPRequestPart.body(ByteBuffer(string: body))) }
-            try channel.writeInbound(HTTPRequestPart.end(nil))
+            channel.pipeline.fireChannelRead(HTTPRequestPart.head(request))
+            if let body { channel.pipeline.fireChannelRead(HTTPRequestPart.body(ByteBuffer(string: body))) }
+            channel.pipeline.fireChannelRead(HTTPRequestPart.end(nil))
+            channel.pipeline.fireChannelReadComplete()
+            try channel.throwIfErrorCaught()
         }
 
         /// What the handler handed on to the router.
@@ -442,6 +448,169 @@ struct CachedUserReadEquivalenceTests {
                     try await client.request(.get, "/users/\(id)", token: "nope").problem(.unauthorized)
                 }
             }
+        }
+    }
+}
+
+/// `POST /users` answered on the event loop: which creates qualify (decided
+/// from the head, so no write is needed to tell), and over real HTTP that the
+/// answers match the router's.
+@Suite("creates answered on the event loop")
+struct EventLoopCreateTests {
+    typealias Harness = LivenessFastPathTests.Harness
+
+    static let body = #"{"name":"Ada","username":"ada","email":"ada@example.com"}"#
+
+    static let refusals: [(String, HTTPFields)] = [
+        ("no token", [.contentType: "application/json"]),
+        ("wrong token", [.contentType: "application/json", .authorization: "Bearer nope"]),
+        ("no content type", [.authorization: "Bearer \(TestEnv.token)"]),
+        ("form content", [.contentType: "application/x-www-form-urlencoded", .authorization: "Bearer \(TestEnv.token)"]),
+        ("latin-1", [.contentType: "application/json; charset=iso-8859-1", .authorization: "Bearer \(TestEnv.token)"]),
+        ("too long", [.contentType: "application/json", .authorization: "Bearer \(TestEnv.token)", .contentLength: "2000"]),
+    ]
+
+    @Test("creates the router would refuse before reading the body go to the router", arguments: Self.refusals)
+    func routesRefusals(name: String, fields: HTTPFields) async throws {
+        try await withCreates { creates, metrics in
+            let h = try Harness(users: nil, metrics: metrics, creates: creates)
+            try h.send(LivenessFastPathTests.get("/users", fields, method: .post), body: Self.body)
+            let routed = try h.routed()
+            #expect(routed.count == 3, "\(name): head, body and end handed on")
+            #expect(try h.answered().isEmpty, "\(name)")
+        }
+    }
+
+    @Test("a body past the limit goes to the router, every byte of it, in order")
+    func bodyPastLimit() async throws {
+        try await withCreates(maxBodySize: 100) { creates, metrics in
+            let h = try Harness(users: nil, metrics: metrics, creates: creates)
+            let head = LivenessFastPathTests.get(
+                "/users", [.contentType: "application/json", .authorization: "Bearer \(TestEnv.token)"], method: .post)
+            // One read: EmbeddedChannel's writeInbound ends each write with a read completion.
+            h.channel.pipeline.fireChannelRead(HTTPRequestPart.head(head))
+            h.channel.pipeline.fireChannelRead(HTTPRequestPart.body(ByteBuffer(string: String(repeating: "a", count: 60))))
+            #expect(try h.routed().isEmpty, "within the limit: held")
+            h.channel.pipeline.fireChannelRead(HTTPRequestPart.body(ByteBuffer(string: String(repeating: "b", count: 60))))
+            h.channel.pipeline.fireChannelRead(HTTPRequestPart.end(nil))
+            h.channel.pipeline.fireChannelReadComplete()
+            let routed = try h.routed()
+            guard routed.count == 4, case .head = routed[0], case .body(let first) = routed[1], case .body(let second) = routed[2],
+                case .end = routed[3]
+            else {
+                Issue.record("unexpected parts: \(routed)")
+                return
+            }
+            #expect(String(buffer: first) == String(repeating: "a", count: 60))
+            #expect(String(buffer: second) == String(repeating: "b", count: 60))
+        }
+    }
+
+    @Test("a create whose body is still arriving when the read ends goes to the router")
+    func bodyStillArriving() async throws {
+        try await withCreates { creates, metrics in
+            let h = try Harness(users: nil, metrics: metrics, creates: creates)
+            let head = LivenessFastPathTests.get(
+                "/users", [.contentType: "application/json", .authorization: "Bearer \(TestEnv.token)"], method: .post)
+            try h.channel.writeInbound(HTTPRequestPart.head(head))
+            try h.channel.writeInbound(HTTPRequestPart.body(ByteBuffer(string: "{")))
+            let routed = try h.routed()
+            guard routed.count == 2, case .head = routed[0], case .body(let body) = routed[1] else {
+                Issue.record("unexpected parts: \(routed)")
+                return
+            }
+            #expect(String(buffer: body) == "{")
+        }
+    }
+
+    @Test("an invalid body goes to the router, which names the fields")
+    func invalidBody() async throws {
+        try await withCreates { creates, metrics in
+            let h = try Harness(users: nil, metrics: metrics, creates: creates)
+            let head = LivenessFastPathTests.get(
+                "/users", [.contentType: "application/json", .authorization: "Bearer \(TestEnv.token)"], method: .post)
+            try h.send(head, body: #"{"name":"","username":"a b"}"#)
+            let routed = try h.routed()
+            guard routed.count == 3, case .body(let body) = routed[1] else {
+                Issue.record("unexpected parts: \(routed)")
+                return
+            }
+            #expect(String(buffer: body) == #"{"name":"","username":"a b"}"#)
+            #expect(try h.answered().isEmpty)
+        }
+    }
+
+    /// A real SQLite store behind the create path; nothing here reaches the writer.
+    func withCreates(
+        maxBodySize: Int = 1000, _ body: @Sendable (EventLoopFastPath.UserCreates, AppMetrics) throws -> Void
+    ) async throws {
+        let dir = TempDir()
+        let store = try await SQLiteUserStore.open(SQLiteSettings(path: dir.file("c.sqlite")), logger: TestEnv.logger)
+        let metrics = AppMetrics(version: "test", commit: "test")
+        try await withRunningStores([store]) {
+            let creates = EventLoopFastPath.UserCreates(
+                store: store,
+                tokens: try TokenStore(
+                    plainTokens: TestEnv.token, filePath: nil, reloadInterval: .seconds(1), logger: TestEnv.logger),
+                maxBodySize: maxBodySize)
+            try body(creates, metrics)
+        }
+    }
+
+    @Test("201 over real HTTP: the same headers and body as the router's, durable, and in order with pipelined reads")
+    func sameAsRouter() async throws {
+        let dir = TempDir()
+        let config = try await testConfig(dir)
+        try await withApp(config) { client, app in
+            let fast = try await client.request(.post, "/users", json: #"{"name":"Fast","username":"fast","email":"fast@example.com"}"#)
+            let routed = try await client.request(
+                .post, "/users?via=router", json: #"{"name":"Routed","username":"routed","email":"routed@example.com"}"#)
+            #expect(fast.status == .created, "\(fast.text)")
+            #expect(routed.status == .created, "\(routed.text)")
+            let names = { (fields: HTTPFields) in Set(fields.map(\.name.canonicalName)) }
+            #expect(names(fast.headers) == names(routed.headers))
+            for name in [HTTPField.Name.contentType, .cacheControl, .eTag] {
+                #expect(fast.headers[name] == routed.headers[name], "\(name)")
+            }
+            let created = try fast.object()
+            let id = try #require(created["id"] as? String)
+            #expect(fast.headers[.location] == "/users/\(id)")
+            #expect(Set(created.keys) == Set(try routed.object().keys))
+            #expect(created["name"] as? String == "Fast")
+            // Committed before the answer: the database has it.
+            #expect(try await app.store.get(id: id)?.username == "fast")
+            #expect(try await app.store.count() == 2)
+
+            // A conflict, an invalid body and a missing token all get the router's problems.
+            try await client.request(.post, "/users", json: #"{"name":"Again","username":"fast","email":"x@example.com"}"#)
+                .problem(.conflict)
+            let invalid = try await client.request(.post, "/users", json: #"{"name":"","username":"x","email":"nope"}"#)
+            try invalid.problem(.unprocessableContent)
+            #expect(try invalid.problemFields().contains("email"))
+            try await client.request(.post, "/users", json: Self.body, token: nil).problem(.unauthorized)
+            #expect(try await app.store.count() == 2)
+
+            // Pipelined behind a create, later requests wait for its answer, whichever path answers them.
+            let raw = try SlowClient(port: app.port)
+            defer { raw.close() }
+            func post(_ json: String, _ requestID: String) -> String {
+                "POST /users HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer \(TestEnv.token)\r\n"
+                    + "Content-Type: application/json\r\nX-Request-ID: \(requestID)\r\nContent-Length: \(json.utf8.count)\r\n\r\n\(json)"
+            }
+            try raw.send(
+                post(#"{"name":"P","username":"piped","email":"piped@example.com"}"#, "p-1")
+                    + "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Request-ID: p-2\r\n\r\n"
+                    + post(#"{"name":"","username":"piped2","email":"piped2@example.com"}"#, "p-3")
+                    + post(#"{"name":"Q","username":"piped3","email":"piped3@example.com"}"#, "p-4")
+                    + "GET /users/\(id) HTTP/1.1\r\nHost: t\r\nX-Request-ID: p-5\r\n\r\n")
+            let (answers, _) = raw.readResponses(5)
+            #expect(answers.count == 5)
+            let expected = ["201 Created", "200 OK", "422 Unprocessable", "201 Created", "200 OK"]
+            for (i, answer) in answers.enumerated() where i < expected.count {
+                #expect(answer.hasPrefix("HTTP/1.1 \(expected[i])"), "answer \(i + 1): \(answer)")
+                #expect(answer.contains("X-Request-ID: p-\(i + 1)"), "answer \(i + 1) in request order: \(answer)")
+            }
+            #expect(try await app.store.count() == 4)
         }
     }
 }

@@ -178,15 +178,26 @@ public final class SQLiteUserStore: UserStore {
         committed: @escaping @Sendable (T) -> Void = { _ in }
     ) async throws -> T {
         let result = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<any Sendable, any Error>) in
-            let job = PendingWrite(
-                work: { try work($0) }, committed: { committed($0 as! T) }, continuation: continuation)
-            do {
-                try queue.enqueue(job)
-            } catch {
-                continuation.resume(throwing: error)
-            }
+            enqueue(work, committed: committed) { continuation.resume(with: $0.map { $0 as any Sendable }) }
         }
         return result as! T
+    }
+
+    /// `write` for callers that are not tasks: `completion` runs on the
+    /// writer's thread after COMMIT (or with the error), exactly once.
+    private func enqueue<T: Sendable>(
+        _ work: @escaping @Sendable (SQLiteHandle) throws -> T,
+        committed: @escaping @Sendable (T) -> Void,
+        completion: @escaping @Sendable (Result<T, any Error>) -> Void
+    ) {
+        let job = PendingWrite(
+            work: { try work($0) }, committed: { committed($0 as! T) },
+            resume: { result in completion(result.map { $0 as! T }) })
+        do {
+            try queue.enqueue(job)
+        } catch {
+            completion(.failure(error))
+        }
     }
 
     /// Runs a read on an idle reader connection. Storage-level failures
@@ -294,21 +305,28 @@ public final class SQLiteUserStore: UserStore {
 
     public func create(_ user: User) async throws -> User {
         let cache = self.cache
-        return try await write { conn in
-            do {
-                try conn.withStatement(
-                    "INSERT INTO users (id, name, username, email, email_key, created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                ) {
-                    try Self.bind(user, to: &$0)
-                    _ = try $0.step()
-                }
-            } catch let error as SQLiteCallError where error.isConstraintViolation {
-                throw try Self.conflict(for: user, excluding: nil, on: conn)
+        return try await write { try Self.insert(user, on: $0) } committed: { cache.store($0) }
+    }
+
+    public var createsWithoutTask: Bool { true }
+
+    public func create(_ user: User, completion: @escaping @Sendable (Result<User, any Error>) -> Void) {
+        let cache = self.cache
+        enqueue({ try Self.insert(user, on: $0) }, committed: { cache.store($0) }, completion: completion)
+    }
+
+    private static func insert(_ user: User, on conn: SQLiteHandle) throws -> User {
+        do {
+            try conn.withStatement(
+                "INSERT INTO users (id, name, username, email, email_key, created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            ) {
+                try Self.bind(user, to: &$0)
+                _ = try $0.step()
             }
-            return user
-        } committed: {
-            cache.store($0)
+        } catch let error as SQLiteCallError where error.isConstraintViolation {
+            throw try Self.conflict(for: user, excluding: nil, on: conn)
         }
+        return user
     }
 
     public func update(id: String, _ change: @escaping @Sendable (User) throws -> UserFields) async throws -> User {

@@ -5,35 +5,37 @@ import Synchronization
 /// batch's transaction; its result is only handed back after COMMIT, so a
 /// client never hears "created" for a row that is not on disk.
 final class PendingWrite: @unchecked Sendable {
-    // `outcome` is touched only by the writer's thread; the continuation is resumed exactly once.
+    // `outcome` is touched only by the writer's thread; `resume` is called exactly once.
     let work: @Sendable (SQLiteHandle) throws -> any Sendable
     /// Runs on the writer after COMMIT, job by job in commit order, before the
     /// caller is resumed. Why there: effects applied by the callers themselves
     /// (the user cache) would race, and an older update could land after a
     /// newer one or after a delete.
     private let committed: @Sendable (any Sendable) -> Void
-    private let continuation: CheckedContinuation<any Sendable, any Error>
+    /// Hands the outcome to the caller: a task's continuation, or the event
+    /// loop that answers the request (`EventLoopFastPath`).
+    private let resume: @Sendable (Result<any Sendable, any Error>) -> Void
     var outcome: Result<any Sendable, any Error>?
 
     init(
         work: @escaping @Sendable (SQLiteHandle) throws -> any Sendable,
         committed: @escaping @Sendable (any Sendable) -> Void,
-        continuation: CheckedContinuation<any Sendable, any Error>
+        resume: @escaping @Sendable (Result<any Sendable, any Error>) -> Void
     ) {
         self.work = work
         self.committed = committed
-        self.continuation = continuation
+        self.resume = resume
     }
 
     /// Resumes the waiting request: with its own outcome when the batch
     /// committed, or with the batch's error when it did not.
     func finish(batchError: (any Error)?) {
         if let batchError {
-            continuation.resume(throwing: batchError)
+            resume(.failure(batchError))
         } else {
             let result = outcome ?? .failure(StoreError.unavailable(reason: "write was not executed"))
             if case .success(let value) = result { committed(value) }
-            continuation.resume(with: result)
+            resume(result)
         }
     }
 }
