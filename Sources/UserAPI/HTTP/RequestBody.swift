@@ -25,6 +25,8 @@ enum JSONBody {
     }
 
     static func checkContentType(_ header: String?, accepting types: [String]) throws(Problem) {
+        // What nearly every client sends; the parsing below is for the rest.
+        if let header, types.contains(header) { return }
         let expected = types.joined(separator: " or ")
         guard let header, !header.isEmpty else {
             throw Problem.unsupportedMediaType(
@@ -50,7 +52,11 @@ enum JSONBody {
 
 extension Substring {
     func trimmingCharacters(in set: Set<Character>) -> String {
-        String(self.drop(while: { set.contains($0) }).reversed().drop(while: { set.contains($0) }).reversed())
+        var start = startIndex
+        var end = endIndex
+        while start < end, set.contains(self[start]) { start = index(after: start) }
+        while end > start, set.contains(self[index(before: end)]) { end = index(before: end) }
+        return String(self[start..<end])
     }
 }
 
