@@ -145,6 +145,8 @@ final class EventLoopFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         self.shared = shared
     }
 
+    // MARK: Reading: hold, answer or hand on
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
         if writing {
@@ -250,6 +252,8 @@ final class EventLoopFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    // MARK: Which requests qualify
+
     /// Which answer a request's head qualifies for, if any.
     private func answerable(_ request: HTTPRequest) -> Answer? {
         guard request.method == .get || request.method == .post, let path = request.path else { return nil }
@@ -285,6 +289,8 @@ final class EventLoopFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         guard let token = AuthMiddleware.presentedToken(fields) else { return false }
         return creates.tokens.tokens.accepts(token)
     }
+
+    // MARK: Answers
 
     /// Validates a held create and queues its insert; anything invalid goes to
     /// the router, which answers with the problem naming the fields.
