@@ -368,7 +368,8 @@ final class EventLoopFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     private func answerHealth(_ held: Held, context: ChannelHandlerContext) {
         let requestID = Self.requestID(held.request)
         shared.metrics?.requestStarted()
-        write(status: .ok, fields: Shared.healthFields, body: Shared.healthBody, held: held, requestID: requestID, context: context)
+        write(
+            status: .ok, fields: Shared.healthFields, body: Shared.healthBody, held: held, requestID: requestID, context: context)
         let duration = ContinuousClock.now - held.start
         shared.metrics?.requestFinished(
             method: .get, route: Shared.healthRoute, routeIndex: Shared.healthRouteIndex, status: 200, duration: duration)

@@ -267,7 +267,9 @@ struct CachedUserReadTests {
             _ = try await store.migrate()
             let now = Timestamp.nowMillis()
             let user = try await store.create(
-                User(id: UserID.make(), name: "Ada", username: "ada", email: "ada@example.com", createdAt: now, updatedAt: now, version: 1))
+                User(
+                    id: UserID.make(), name: "Ada", username: "ada", email: "ada@example.com", createdAt: now, updatedAt: now,
+                    version: 1))
             try body(store, user, metrics)
         }
     }
@@ -433,7 +435,8 @@ struct CachedUserReadEquivalenceTests {
                     #expect(fast.text == routed.text, "\(headers)")
                     func comparable(_ fields: HTTPFields) -> [String: String] {
                         var out: [String: String] = [:]
-                        for field in fields where field.name != .date && field.name != RequestObservationMiddleware.requestIDHeader {
+                        for field in fields
+                        where field.name != .date && field.name != RequestObservationMiddleware.requestIDHeader {
                             out[field.name.canonicalName] = field.value
                         }
                         return out
@@ -495,7 +498,8 @@ struct EventLoopCreateTests {
             h.channel.pipeline.fireChannelRead(HTTPRequestPart.end(nil))
             h.channel.pipeline.fireChannelReadComplete()
             let routed = try h.routed()
-            guard routed.count == 4, case .head = routed[0], case .body(let first) = routed[1], case .body(let second) = routed[2],
+            guard routed.count == 4, case .head = routed[0], case .body(let first) = routed[1],
+                case .body(let second) = routed[2],
                 case .end = routed[3]
             else {
                 Issue.record("unexpected parts: \(routed)")
@@ -562,7 +566,8 @@ struct EventLoopCreateTests {
         let dir = TempDir()
         let config = try await testConfig(dir)
         try await withApp(config) { client, app in
-            let fast = try await client.request(.post, "/users", json: #"{"name":"Fast","username":"fast","email":"fast@example.com"}"#)
+            let fast = try await client.request(
+                .post, "/users", json: #"{"name":"Fast","username":"fast","email":"fast@example.com"}"#)
             let routed = try await client.request(
                 .post, "/users?via=router", json: #"{"name":"Routed","username":"routed","email":"routed@example.com"}"#)
             #expect(fast.status == .created, "\(fast.text)")

@@ -305,7 +305,11 @@ public final class SQLiteUserStore: UserStore {
 
     public func create(_ user: User) async throws -> User {
         let cache = self.cache
-        return try await write { try Self.insert(user, on: $0) } committed: { cache.store($0) }
+        return try await write {
+            try Self.insert(user, on: $0)
+        } committed: {
+            cache.store($0)
+        }
     }
 
     public var createsWithoutTask: Bool { true }
