@@ -64,12 +64,15 @@ struct InstrumentedUserStore: UserStore {
     func create(_ user: User) async throws -> User { try await measure("create") { try await base.create(user) } }
     var createsWithoutTask: Bool { base.createsWithoutTask }
     /// No span: tracing sends every request through the router, which calls the async `create`.
+    /// Only successes are counted: a failed insert is handed to the router, whose
+    /// retry is counted (with its error), so one request never counts two errors.
     func create(_ user: User, completion: @escaping @Sendable (Result<User, any Error>) -> Void) {
         let start = ContinuousClock.now
         let (metrics, backend) = (self.metrics, base.backend)
         base.create(user) { result in
-            let error: String? = if case .failure(let error) = result { Self.kind(of: error) } else { nil }
-            metrics.storageOperation(backend: backend, operation: "create", duration: .now - start, error: error)
+            if case .success = result {
+                metrics.storageOperation(backend: backend, operation: "create", duration: .now - start, error: nil)
+            }
             completion(result)
         }
     }

@@ -589,6 +589,9 @@ struct EventLoopCreateTests {
             // A conflict, an invalid body and a missing token all get the router's problems.
             try await client.request(.post, "/users", json: #"{"name":"Again","username":"fast","email":"x@example.com"}"#)
                 .problem(.conflict)
+            // Two creates and the router's retry of the conflicting one: the failed attempt on the event loop is not counted.
+            let metrics = String(decoding: try #require(app.metrics).render(), as: UTF8.self)
+            #expect(metrics.contains(#"userapi_storage_operation_duration_seconds_count{backend="sqlite",operation="create"} 3"#))
             let invalid = try await client.request(.post, "/users", json: #"{"name":"","username":"x","email":"nope"}"#)
             try invalid.problem(.unprocessableContent)
             #expect(try invalid.problemFields().contains("email"))
