@@ -24,4 +24,6 @@ struct AppDependencies: Sendable {
     let tokens: TokenStore
     let metrics: AppMetrics?
     let state: AppState
+    /// Requests counted towards `http.max_in_flight`, by the router and `EventLoopFastPath`.
+    let inFlight: InFlightRequests
 }

@@ -22,7 +22,9 @@ public func buildApplication(_ config: AppConfig, logger: Logger) async throws -
         metrics.map { InstrumentedUserStore(base: backend, metrics: $0, tracing: config.tracing.enabled) } ?? backend
     metrics?.declareStorageErrors(backend: backend.backend)
 
-    let deps = AppDependencies(config: config, store: store, tokens: tokens, metrics: metrics, state: state)
+    let deps = AppDependencies(
+        config: config, store: store, tokens: tokens, metrics: metrics, state: state,
+        inFlight: InFlightRequests(limit: config.http.maxInFlight))
     let router = buildRouter(deps, tracing: config.tracing.enabled, logger: logger)
 
     let heartbeat = ExecutorHeartbeat()
@@ -31,6 +33,8 @@ public func buildApplication(_ config: AppConfig, logger: Logger) async throws -
         tracing: config.tracing.enabled,
         users: backend.hasUserCache
             ? .init(store: store, tokens: tokens, protectReads: config.auth.protectReads) : nil,
+        lists: backend.listsWithoutTask
+            ? .init(store: store, tokens: tokens, protectReads: config.auth.protectReads, inFlight: deps.inFlight) : nil,
         creates: backend.createsWithoutTask
             ? .init(store: store, tokens: tokens, maxBodySize: config.http.maxBodySize) : nil)
     var services: [any Service] = [tokens, StorageService(store: backend), heartbeat]

@@ -13,8 +13,8 @@ func buildRouter(_ deps: AppDependencies, tracing: Bool, logger: Logger) -> Rout
         middleware: RequestObservationMiddleware(
             metrics: deps.metrics, accessLog: AccessLog(config: deps.config, logger: logger)))
     router.add(middleware: ProblemMiddleware())
-    if deps.config.http.maxInFlight > 0 {
-        router.add(middleware: LoadSheddingMiddleware(limit: deps.config.http.maxInFlight))
+    if deps.inFlight.limit > 0 {
+        router.add(middleware: LoadSheddingMiddleware(requests: deps.inFlight))
     }
 
     let status = StatusHandler(deps: deps)

@@ -23,6 +23,8 @@ public struct UserAPIApplication: ApplicationProtocol {
     public let store: any UserStore
     public let tokens: TokenStore
     public let metrics: AppMetrics?
+    /// What the connections' `EventLoopFastPath` answers (nil: nothing, every request is routed).
+    let fastPath: EventLoopFastPath.Shared?
     private let boundPort = BoundPort()
 
     init(
@@ -47,6 +49,7 @@ public struct UserAPIApplication: ApplicationProtocol {
         self.store = store
         self.tokens = tokens
         self.metrics = metrics
+        self.fastPath = fastPath
     }
 
     /// The port the API listens on once running (useful with `http.port=0`).

@@ -11,12 +11,22 @@ enum Responses {
     }
 
     static func user(_ user: User, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+        var headers = headers
+        userHeaders(user, into: &headers)
+        return json(userBody(user), status: status, headers: headers)
+    }
+
+    /// A user's representation; `EventLoopFastPath` sends the same.
+    static func userBody(_ user: User) -> JSONWriter {
         var writer = JSONWriter(capacity: 256)
         user.writeJSON(into: &writer)
-        var headers = headers
+        return writer
+    }
+
+    /// The headers that go with a user's representation, also on a 304.
+    static func userHeaders(_ user: User, into headers: inout HTTPFields) {
         headers[.eTag] = user.etag
         headers[.cacheControl] = "no-cache"
-        return json(writer, status: status, headers: headers)
     }
 
     static func text(_ text: String, status: HTTPResponse.Status = .ok, contentType: String = "text/plain; charset=utf-8")

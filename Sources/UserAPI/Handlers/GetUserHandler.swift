@@ -10,7 +10,9 @@ struct GetUserHandler {
         let id = try UserRoutes.id(context)
         guard let user = try await deps.store.get(id: id) else { throw StoreError.notFound }
         if EntityTags.noneMatchSatisfiedByCurrent(request.headers[.ifNoneMatch], current: user) {
-            return Response(status: .notModified, headers: [.eTag: user.etag, .cacheControl: "no-cache"])
+            var headers = HTTPFields()
+            Responses.userHeaders(user, into: &headers)
+            return Response(status: .notModified, headers: headers)
         }
         return Responses.user(user)
     }

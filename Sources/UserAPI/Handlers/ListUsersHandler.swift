@@ -38,6 +38,14 @@ struct ListUsersHandler {
 
         let rows = try await deps.store.list(
             UserListQuery(limit: limit + 1, after: after, username: username, email: email))
+        let page = Self.page(rows, limit: limit, username: username, email: email)
+        return Responses.json(page.body, headers: page.headers)
+    }
+
+    /// A page from the rows of a query for `limit + 1` users: the JSON array of
+    /// the first `limit`, and its headers (`Link` when there are more, cache
+    /// policy; not the content type). `EventLoopFastPath` sends the same.
+    static func page(_ rows: [User], limit: Int, username: String?, email: String?) -> (body: JSONWriter, headers: HTTPFields) {
         let page = rows.prefix(limit)
         var w = JSONWriter(capacity: 64 + page.count * 220)
         w.beginArray()
@@ -48,7 +56,34 @@ struct ListUsersHandler {
             headers[Self.link] = "<\(Self.nextURL(limit: limit, after: last.id, username: username, email: email))>; rel=\"next\""
         }
         headers[.cacheControl] = "no-cache"
-        return Responses.json(w, headers: headers)
+        return (w, headers)
+    }
+
+    /// `limit` and `after` from a query string that holds nothing else, each at
+    /// most once, in plain characters (digits; a UUID, which needs no decoding), the limit in range;
+    /// nil for anything else, including every query `handle` would refuse.
+    /// `EventLoopFastPath` answers these pages; the rest go to `handle`.
+    static func plainQuery(_ query: Substring) -> (limit: Int, after: String?)? {
+        var limit: Int?
+        var after: String?
+        for pair in query.utf8.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: false) {
+            guard let equals = pair.firstIndex(of: UInt8(ascii: "=")) else { return nil }
+            let key = Substring(pair[..<equals])
+            let value = pair[pair.index(after: equals)...]
+            switch key {
+            case "limit" where limit == nil:
+                guard (1...3).contains(value.count), value.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+                    let number = Int(Substring(value)), (1...maxLimit).contains(number)
+                else { return nil }
+                limit = number
+            case "after" where after == nil:
+                guard let id = UserID.canonical(Substring(value)) else { return nil }
+                after = id
+            default:
+                return nil
+            }
+        }
+        return (limit ?? defaultLimit, after)
     }
 
     static func nextURL(limit: Int, after: String, username: String?, email: String?) -> String {

@@ -8,16 +8,7 @@ import Synchronization
 struct LoadSheddingMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
 
-    let limit: Int
-    private let counter = Counter()
-
-    final class Counter: Sendable {
-        let inFlight = Atomic<Int>(0)
-    }
-
-    init(limit: Int) {
-        self.limit = limit
-    }
+    let requests: InFlightRequests
 
     static func isExempt(_ path: String) -> Bool {
         path == "/healthz" || path == "/readyz" || path == "/metrics"
@@ -27,11 +18,38 @@ struct LoadSheddingMiddleware: RouterMiddleware {
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
         if Self.isExempt(request.uri.path) { return try await next(request, context) }
-        let current = counter.inFlight.wrappingAdd(1, ordering: .relaxed).newValue
-        defer { counter.inFlight.wrappingSubtract(1, ordering: .relaxed) }
-        guard current <= limit else {
-            throw Problem.unavailable("The server is at its limit of \(limit) concurrent requests; retry shortly.")
+        guard requests.enter() else {
+            throw Problem.unavailable("The server is at its limit of \(requests.limit) concurrent requests; retry shortly.")
         }
+        defer { requests.leave() }
         return try await next(request, context)
+    }
+}
+
+/// The requests being served that count towards `http.max_in_flight`: the
+/// router's, and the list pages `EventLoopFastPath` reads from storage, so
+/// one limit bounds both.
+final class InFlightRequests: Sendable {
+    /// 0: no limit.
+    let limit: Int
+    private let count = Atomic<Int>(0)
+
+    init(limit: Int) {
+        self.limit = limit
+    }
+
+    /// Counts a request in, unless that would pass the limit; `leave()` when
+    /// it has been answered.
+    func enter() -> Bool {
+        let current = count.wrappingAdd(1, ordering: .relaxed).newValue
+        guard limit == 0 || current <= limit else {
+            count.wrappingSubtract(1, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    func leave() {
+        count.wrappingSubtract(1, ordering: .relaxed)
     }
 }

@@ -52,6 +52,20 @@ struct InstrumentedUserStore: UserStore {
     func schemaVersion() async throws -> Int { try await base.schemaVersion() }
     func ping() async throws { try await measure("ping") { try await base.ping() } }
     func list(_ query: UserListQuery) async throws -> [User] { try await measure("list") { try await base.list(query) } }
+    var listsWithoutTask: Bool { base.listsWithoutTask }
+    /// No span (tracing sends every request through the router). Only
+    /// successes are counted, as for `create(_:completion:)`: a failed read is
+    /// handed to the router, whose retry is counted with its error.
+    func list(_ query: UserListQuery, completion: @escaping @Sendable (Result<[User], any Error>) -> Void) {
+        let start = ContinuousClock.now
+        let (metrics, backend) = (self.metrics, base.backend)
+        base.list(query) { result in
+            if case .success = result {
+                metrics.storageOperation(backend: backend, operation: "list", duration: .now - start, error: nil)
+            }
+            completion(result)
+        }
+    }
     func get(id: String) async throws -> User? { try await measure("get") { try await base.get(id: id) } }
     var hasUserCache: Bool { base.hasUserCache }
     /// Counted as a `get` when it answers; a miss is counted by the `get` that follows.

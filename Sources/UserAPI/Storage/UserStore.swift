@@ -40,6 +40,11 @@ public protocol UserStore: Sendable {
     func ping() async throws
 
     func list(_ query: UserListQuery) async throws -> [User]
+    /// Whether `list(_:completion:)` works (the event loop calls it, `EventLoopFastPath`).
+    var listsWithoutTask: Bool { get }
+    /// `list` for callers that are not tasks: `completion` runs once, on a
+    /// thread of the store's, with the rows or the error `list` would throw.
+    func list(_ query: UserListQuery, completion: @escaping @Sendable (Result<[User], any Error>) -> Void)
     func get(id: String) async throws -> User?
 
     /// Whether the store keeps users in memory (`cachedUser` can answer).
@@ -84,6 +89,10 @@ public protocol UserStore: Sendable {
 }
 
 extension UserStore {
+    public var listsWithoutTask: Bool { false }
+    public func list(_ query: UserListQuery, completion: @escaping @Sendable (Result<[User], any Error>) -> Void) {
+        completion(.failure(StoreError.unavailable(reason: "this store lists users from tasks only")))
+    }
     public var hasUserCache: Bool { false }
     public func cachedUser(id: String) -> User? { nil }
     public var createsWithoutTask: Bool { false }

@@ -48,14 +48,29 @@ final class SQLiteReaderPool: Sendable {
 
     /// Runs `body` with an idle connection on one of the pool's threads.
     func read<T: Sendable>(_ body: @escaping @Sendable (SQLiteHandle) throws -> T) async throws -> T {
-        try await threadPool.runIfActive { [self] in
-            guard let handle = idle.withLock({ $0.popLast() }) else {
-                // Unreachable while threads == connections; a clear error if that ever changes.
-                throw SQLiteHandle.busy("no idle read connection")
-            }
-            defer { idle.withLock { $0.append(handle) } }
-            return try body(handle)
+        try await threadPool.runIfActive { [self] in try withIdleHandle(body) }
+    }
+
+    /// `read` for callers that are not tasks: `completion` runs once, on one of
+    /// the pool's threads (or at once on the caller's, with `CancellationError`,
+    /// when the pool is shutting down).
+    func read<T: Sendable>(
+        _ body: @escaping @Sendable (SQLiteHandle) throws -> T,
+        completion: @escaping @Sendable (Result<T, any Error>) -> Void
+    ) {
+        threadPool.submit { [self] state in
+            guard case .active = state else { return completion(.failure(CancellationError())) }
+            completion(Result(catching: { try withIdleHandle(body) }))
         }
+    }
+
+    private func withIdleHandle<T>(_ body: (SQLiteHandle) throws -> T) throws -> T {
+        guard let handle = idle.withLock({ $0.popLast() }) else {
+            // Unreachable while threads == connections; a clear error if that ever changes.
+            throw SQLiteHandle.busy("no idle read connection")
+        }
+        defer { idle.withLock { $0.append(handle) } }
+        return try body(handle)
     }
 
     /// Waits for running reads, refuses queued ones, and closes the connections.

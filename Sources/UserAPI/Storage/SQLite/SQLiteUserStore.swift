@@ -207,13 +207,34 @@ public final class SQLiteUserStore: UserStore {
         guard !closed.load(ordering: .relaxed) else { throw StoreError.unavailable(reason: "the database is closed") }
         do {
             return try await readers.read(body)
-        } catch let error as SQLiteCallError where error.isUnavailable {
-            logger.warning("sqlite: read failed", metadata: ["error": "\(error)"])
-            throw StoreError.unavailable(reason: "sqlite: \(error.message)")
-        } catch is CancellationError where closed.load(ordering: .relaxed) {
-            // The reader pool refuses queued reads once it is shutting down.
-            throw StoreError.unavailable(reason: "the database is closed")
+        } catch {
+            throw readFailure(error)
         }
+    }
+
+    /// `read` for callers that are not tasks: `completion` runs once, on a
+    /// reader's thread, with the same errors.
+    private func read<T: Sendable>(
+        _ body: @escaping @Sendable (SQLiteHandle) throws -> T,
+        completion: @escaping @Sendable (Result<T, any Error>) -> Void
+    ) {
+        guard !closed.load(ordering: .relaxed) else {
+            return completion(.failure(StoreError.unavailable(reason: "the database is closed")))
+        }
+        readers.read(body) { [self] result in completion(result.mapError { readFailure($0) }) }
+    }
+
+    /// What a failed read tells the caller.
+    private func readFailure(_ error: any Error) -> any Error {
+        if let error = error as? SQLiteCallError, error.isUnavailable {
+            logger.warning("sqlite: read failed", metadata: ["error": "\(error)"])
+            return StoreError.unavailable(reason: "sqlite: \(error.message)")
+        }
+        if error is CancellationError, closed.load(ordering: .relaxed) {
+            // The reader pool refuses queued reads once it is shutting down.
+            return StoreError.unavailable(reason: "the database is closed")
+        }
+        return error
     }
 
     /// Pending writes; exported as a metric so saturation is visible.
@@ -261,6 +282,17 @@ public final class SQLiteUserStore: UserStore {
     }
 
     public func list(_ query: UserListQuery) async throws -> [User] {
+        try await read(Self.listing(query))
+    }
+
+    public var listsWithoutTask: Bool { true }
+
+    public func list(_ query: UserListQuery, completion: @escaping @Sendable (Result<[User], any Error>) -> Void) {
+        read(Self.listing(query), completion: completion)
+    }
+
+    /// The read behind `list`: one statement, the rows in id order.
+    private static func listing(_ query: UserListQuery) -> @Sendable (SQLiteHandle) throws -> [User] {
         var sql = "SELECT \(Self.columns) FROM users"
         var conditions: [String] = []
         var binds: [String] = []
@@ -279,7 +311,7 @@ public final class SQLiteUserStore: UserStore {
         if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }
         sql += " ORDER BY id LIMIT ?"
         let limit = Int64(query.limit)
-        return try await read { [sql, binds] reader in
+        return { [sql, binds] reader in
             try reader.withStatement(sql) { statement in
                 for (i, value) in binds.enumerated() { try statement.bind(Int32(i + 1), value) }
                 try statement.bind(Int32(binds.count + 1), limit)
