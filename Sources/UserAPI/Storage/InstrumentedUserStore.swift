@@ -57,14 +57,7 @@ struct InstrumentedUserStore: UserStore {
     /// successes are counted, as for `create(_:completion:)`: a failed read is
     /// handed to the router, whose retry is counted with its error.
     func list(_ query: UserListQuery, completion: @escaping @Sendable (Result<[User], any Error>) -> Void) {
-        let start = ContinuousClock.now
-        let (metrics, backend) = (self.metrics, base.backend)
-        base.list(query) { result in
-            if case .success = result {
-                metrics.storageOperation(backend: backend, operation: "list", duration: .now - start, error: nil)
-            }
-            completion(result)
-        }
+        base.list(query, completion: countingSuccess("list", completion))
     }
     func get(id: String) async throws -> User? { try await measure("get") { try await base.get(id: id) } }
     var hasUserCache: Bool { base.hasUserCache }
@@ -81,11 +74,18 @@ struct InstrumentedUserStore: UserStore {
     /// Only successes are counted: a failed insert is handed to the router, whose
     /// retry is counted (with its error), so one request never counts two errors.
     func create(_ user: User, completion: @escaping @Sendable (Result<User, any Error>) -> Void) {
+        base.create(user, completion: countingSuccess("create", completion))
+    }
+
+    /// `completion`, counting the call as `operation` when it succeeds.
+    private func countingSuccess<T>(
+        _ operation: String, _ completion: @escaping @Sendable (Result<T, any Error>) -> Void
+    ) -> @Sendable (Result<T, any Error>) -> Void {
         let start = ContinuousClock.now
         let (metrics, backend) = (self.metrics, base.backend)
-        base.create(user) { result in
+        return { result in
             if case .success = result {
-                metrics.storageOperation(backend: backend, operation: "create", duration: .now - start, error: nil)
+                metrics.storageOperation(backend: backend, operation: operation, duration: .now - start, error: nil)
             }
             completion(result)
         }

@@ -144,6 +144,16 @@ extension TestClientProtocol {
 extension TestResponse {
     var text: String { String(buffer: body) }
 
+    /// The header fields by name, without the two that differ between any
+    /// two answers (`Date`, `X-Request-ID`): for comparing answers of two paths.
+    var headersBesideDateAndRequestID: [String: String] {
+        var out: [String: String] = [:]
+        for field in headers where field.name != .date && field.name != RequestObservationMiddleware.requestIDHeader {
+            out[field.name.canonicalName] = field.value
+        }
+        return out
+    }
+
     func object(sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: Any] {
         let value = try JSONSerialization.jsonObject(with: Data(text.utf8))
         return try #require(value as? [String: Any], "expected a JSON object, got \(text)", sourceLocation: sourceLocation)
