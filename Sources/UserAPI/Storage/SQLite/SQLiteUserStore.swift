@@ -119,17 +119,23 @@ public final class SQLiteUserStore: UserStore {
     // MARK: Writer
 
     private func startWriter() {
+        // The loop is one long job on the writer's thread: it blocks there
+        // while the queue is empty, and each batch runs there as a whole, so
+        // statements never hop between threads and a write never waits for
+        // the cooperative pool (it did when each statement was a call of its
+        // own: README, "Reliability", overload; and when the loop was a task:
+        // `SQLiteWriteQueue`). The task only waits for the loop to end.
         let task = Task { [queue, writerThread, writer, logger, settings] in
-            while let batch = await queue.nextBatch(limit: settings.maxBatch) {
-                // The whole batch runs as one job on the writer's thread: the
-                // statements do not hop between threads, and under a flood of
-                // requests the batch does not wait for the cooperative pool
-                // between them (it did when each statement was a call of its own:
-                // README, "Reliability", overload).
-                do {
-                    try await writerThread.runIfActive { Self.commit(batch, on: writer, logger: logger) }
-                } catch {
-                    batch.forEach { $0.finish(batchError: StoreError.unavailable(reason: "the database is shutting down")) }
+            do {
+                try await writerThread.runIfActive {
+                    while let batch = queue.nextBatch(limit: settings.maxBatch) {
+                        Self.commit(batch, on: writer, logger: logger)
+                    }
+                }
+            } catch {
+                logger.error("sqlite: the writer could not start", metadata: ["error": "\(error)"])
+                queue.closeAndTakeAll().forEach {
+                    $0.finish(batchError: StoreError.unavailable(reason: "the database is shutting down"))
                 }
             }
         }

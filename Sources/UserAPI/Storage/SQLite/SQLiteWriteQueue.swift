@@ -1,4 +1,5 @@
 import DequeModule
+import Dispatch
 import Synchronization
 
 /// One write waiting for the writer connection. The work runs inside the
@@ -40,20 +41,28 @@ final class PendingWrite: @unchecked Sendable {
     }
 }
 
-/// The queue between request handlers and the single writer task.
+/// The queue between request handlers and the writer's thread.
 ///
 /// Writers never contend for SQLite's write lock; instead the writer takes
 /// everything queued so far and commits it as one transaction: one fsync for
 /// many writes (group commit).
 /// The queue is bounded so overload sheds load instead of growing memory.
+///
+/// The writer blocks its own thread while the queue is empty, and `enqueue`
+/// wakes it directly. Why not a task awaiting a continuation: then each batch
+/// went event loop → cooperative pool (the writer task) → writer thread and
+/// back, two more thread hand-offs per batch, and paced writes waited for
+/// them (bench/README.md, "Writes").
 final class SQLiteWriteQueue: Sendable {
     private struct State {
         var jobs = Deque<PendingWrite>()
-        var waiter: CheckedContinuation<Void, Never>?
+        var writerSleeping = false
         var closed = false
     }
 
     private let state = Mutex(State())
+    /// Signalled once per sleep of the writer, by whoever ends it.
+    private let wakeUp = DispatchSemaphore(value: 0)
     let capacity: Int
 
     init(capacity: Int) {
@@ -61,19 +70,20 @@ final class SQLiteWriteQueue: Sendable {
     }
 
     func enqueue(_ job: PendingWrite) throws(StoreError) {
-        let waiter: CheckedContinuation<Void, Never>? = try state.withLock { (s: inout State) throws(StoreError) in
+        let wake = try state.withLock { (s: inout State) throws(StoreError) -> Bool in
             if s.closed { throw StoreError.unavailable(reason: "the database is shutting down") }
             if s.jobs.count >= capacity { throw StoreError.overloaded }
             s.jobs.append(job)
-            defer { s.waiter = nil }
-            return s.waiter
+            defer { s.writerSleeping = false }
+            return s.writerSleeping
         }
-        waiter?.resume()
+        if wake { wakeUp.signal() }
     }
 
-    /// Waits for work and returns up to `limit` jobs, or nil once the queue is
-    /// closed and empty.
-    func nextBatch(limit: Int) async -> [PendingWrite]? {
+    /// Blocks the calling thread (the writer's) until there is work, and
+    /// returns up to `limit` jobs, or nil once the queue is closed and empty.
+    /// Only one thread may call this.
+    func nextBatch(limit: Int) -> [PendingWrite]? {
         while true {
             let batch: [PendingWrite]? = state.withLock { s in
                 if !s.jobs.isEmpty {
@@ -82,28 +92,35 @@ final class SQLiteWriteQueue: Sendable {
                     s.jobs.removeFirst(n)
                     return taken
                 }
-                return s.closed ? [] : nil
+                if s.closed { return [] }
+                s.writerSleeping = true
+                return nil
             }
             if let batch { return batch.isEmpty ? nil : batch }
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumeNow = state.withLock { s in
-                    if !s.jobs.isEmpty || s.closed { return true }
-                    s.waiter = continuation
-                    return false
-                }
-                if resumeNow { continuation.resume() }
-            }
+            // A signal sent between the unlock and this wait is kept by the
+            // semaphore, so no wake-up is lost.
+            wakeUp.wait()
         }
     }
 
     /// Refuses new jobs; queued ones are still written.
     func close() {
-        let waiter = state.withLock { s in
+        let wake = state.withLock { s in
             s.closed = true
-            defer { s.waiter = nil }
-            return s.waiter
+            defer { s.writerSleeping = false }
+            return s.writerSleeping
         }
-        waiter?.resume()
+        if wake { wakeUp.signal() }
+    }
+
+    /// Closes the queue and hands back what nobody will write: for when the
+    /// writer could not start.
+    func closeAndTakeAll() -> [PendingWrite] {
+        state.withLock { s in
+            s.closed = true
+            defer { s.jobs.removeAll() }
+            return Array(s.jobs)
+        }
     }
 
     var depth: Int { state.withLock { $0.jobs.count } }
