@@ -12,6 +12,7 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup var flags: ConfigFlags
 
     func run() async throws {
+        let eventLoops = EventLoopSizing.configure()
         let loaded = try await flags.load()
         let config = loaded.config
         var extraServices: [any Service] = []
@@ -27,6 +28,7 @@ struct ServeCommand: AsyncParsableCommand {
             metadata: [
                 "version": .string(BuildInfo.version), "commit": .string(BuildInfo.commit),
                 "tracing": .stringConvertible(config.tracing.enabled),
+                "event_loops": .stringConvertible(eventLoops),
             ])
         do {
             let app = try await buildApplication(config, logger: logger)

@@ -71,18 +71,25 @@ final class ServerProcess: Sendable {
         var lines: [String] { state.withLock { $0.lines } }
     }
 
-    init(environment: [String: String], arguments: [String] = ["serve"], cwd: String? = nil) throws {
+    /// `launcher`: a command that runs the server, e.g. `["/usr/bin/taskset", "-c", "0"]`.
+    init(
+        environment: [String: String], arguments: [String] = ["serve"], cwd: String? = nil, launcher: [String] = []
+    ) throws {
         var env = Executable.baseEnvironment.merging(environment) { _, new in new }
         if env["HTTP_PORT"] == nil { env["HTTP_PORT"] = "0" }
         let output = self.output
         let pipe = try PipeReader { output.append($0) }
         defer { pipe.closeWriteEnd() }
         process = try ChildProcess(
-            path: Executable.url.path, arguments: arguments, environment: env,
+            path: launcher.first ?? Executable.url.path,
+            arguments: launcher.isEmpty ? arguments : Array(launcher.dropFirst()) + [Executable.url.path] + arguments,
+            environment: env,
             cwd: cwd ?? Executable.neutralDirectory.path, stdout: pipe.writeEnd, stderr: pipe.writeEnd)
     }
 
     var log: [String] { output.lines }
+
+    var pid: pid_t { process.pid }
 
     /// Waits for the "listening" line and records the bound port.
     func waitUntilListening(timeout: Duration = .seconds(20)) async throws {
