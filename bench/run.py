@@ -144,7 +144,10 @@ def baselines(directory: str, args) -> dict:
                         ("SwiftNIO HTTP/1 pipeline, one Swift task per request", "nio-task-200"),
                         ("Hummingbird 2, one route, no middleware", "hummingbird-fixed-200")):
         port = free_port()
+        # One event loop for all three, as userapi runs on one pinned core (`EventLoopSizing`): the NIO
+        # baselines create one themselves, Hummingbird's shared group would otherwise start one per core.
         proc = subprocess.Popen(pinned(SERVER_CPU, [os.path.join(directory, name), str(port)]),
+                                env={**os.environ, "NIO_SINGLETON_GROUP_LOOP_COUNT": "1"},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_http(port, "/healthz")

@@ -51,8 +51,8 @@ final class PendingWrite: @unchecked Sendable {
 /// The writer blocks its own thread while the queue is empty, and `enqueue`
 /// wakes it directly. Why not a task awaiting a continuation: then each batch
 /// went event loop → cooperative pool (the writer task) → writer thread and
-/// back, two more thread hand-offs per batch, and paced writes waited for
-/// them (bench/README.md, "Writes").
+/// back, two more thread hand-offs per batch (bench/README.md, "What was
+/// measured and changed").
 final class SQLiteWriteQueue: Sendable {
     private struct State {
         var jobs = Deque<PendingWrite>()
