@@ -65,8 +65,9 @@ public struct UserAPIApplication: ApplicationProtocol {
                 "storage": .string(store.location), "version": .string(BuildInfo.version),
             ])
         if config.memory.releaseStartupPages {
-            let released = MemoryTrim.releaseStartupPages()
-            logger.debug("memory: released start-up pages", metadata: ["mapped_bytes": .stringConvertible(released)])
+            MemoryTrim.releaseStartupPagesInBackground { [logger] released in
+                logger.debug("memory: released start-up pages", metadata: ["mapped_bytes": .stringConvertible(released)])
+            }
         }
     }
 }

@@ -13,7 +13,27 @@ import Foundation
 /// (from the page cache, a minor fault), so serving settles at ~26 MB.
 /// Writable and heap memory are never touched. `memory.release_startup_pages`
 /// turns it off.
+///
+/// The advice takes the kernel ~35 ms here (it reclaims the pages there and
+/// then), and the first requests fault back in what they need: run inline
+/// when the listener opened, it held the first readiness probe back for both,
+/// ~45 ms of a ~100 ms exec-to-ready (bench/README.md). So it runs on a thread
+/// of its own at a lower priority, beside the first requests.
 enum MemoryTrim {
+    /// `releaseStartupPages` on a new thread at nice +10; `done` gets its result there.
+    static func releaseStartupPagesInBackground(then done: @escaping @Sendable (Int) -> Void) {
+        Thread.detachNewThread {
+            #if os(Linux)
+                // PRIO_PROCESS with id 0 is the calling thread on Linux (see StorageThreads).
+                let which = __priority_which_t(PRIO_PROCESS.rawValue)
+                errno = 0
+                let current = getpriority(which, 0)
+                if errno == 0 { _ = setpriority(which, 0, current + 10) }
+            #endif
+            done(releaseStartupPages())
+        }
+    }
+
     /// Returns the number of bytes advised (0 when unsupported).
     @discardableResult
     static func releaseStartupPages() -> Int {

@@ -190,6 +190,23 @@ struct ServerProcessTests {
         #expect(line.contains(#""route":"/healthz""#) && line.contains(#""status":200"#), "access log: \(line)")
     }
 
+    @Test("start-up pages are released on a thread of their own once listening; the server keeps answering")
+    func startupPagesReleased() async throws {
+        let dir = TempDir()
+        let server = try ServerProcess(environment: environment(dir, ["LOG_LEVEL": "debug"]))
+        try await server.waitUntilListening()
+        defer { server.signal(SIGKILL) }
+        try await waitUntil { server.log.contains { $0.contains("released start-up pages") } }
+        let line = server.log.first { $0.contains("released start-up pages") } ?? ""
+        let bytes = line.firstMatch(of: /"mapped_bytes":"?(\d+)/).flatMap { Int($0.1) } ?? 0
+        #expect(bytes > 1_000_000, "\(line)")
+        // The code paged out comes back on use.
+        for path in ["/readyz", "/healthz", "/users?limit=1"] {
+            let (_, status) = try await httpGet("\(server.baseURL)\(path)")
+            #expect(status == 200, "\(path)")
+        }
+    }
+
     @Test("healthcheck exits 0 against a ready server and 1 when nothing listens")
     func healthcheck() async throws {
         let dir = TempDir()
