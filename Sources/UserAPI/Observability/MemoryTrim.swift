@@ -23,13 +23,7 @@ enum MemoryTrim {
     /// `releaseStartupPages` on a new thread at nice +10; `done` gets its result there.
     static func releaseStartupPagesInBackground(then done: @escaping @Sendable (Int) -> Void) {
         Thread.detachNewThread {
-            #if os(Linux)
-                // PRIO_PROCESS with id 0 is the calling thread on Linux (see StorageThreads).
-                let which = __priority_which_t(PRIO_PROCESS.rawValue)
-                errno = 0
-                let current = getpriority(which, 0)
-                if errno == 0 { _ = setpriority(which, 0, current + 10) }
-            #endif
+            StorageThreads.lowerCallingThread(by: 10)
             done(releaseStartupPages())
         }
     }

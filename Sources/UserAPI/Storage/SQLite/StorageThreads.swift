@@ -31,14 +31,19 @@ enum StorageThreads {
     /// Lowers the priority of each of the `threads` threads of `pool`.
     static func lowerPriority(of pool: NIOThreadPool, threads: Int) async throws {
         #if os(Linux)
-            _ = try await onEachThread(of: pool, threads: threads) {
-                // On Linux the nice value belongs to the thread, and PRIO_PROCESS
-                // with id 0 means the calling thread (kernel/sys.c), not the process.
-                let which = __priority_which_t(PRIO_PROCESS.rawValue)
-                errno = 0
-                let current = getpriority(which, 0)
-                if errno == 0 { _ = setpriority(which, 0, current + niceness) }
-            }
+            _ = try await onEachThread(of: pool, threads: threads) { lowerCallingThread(by: niceness) }
+        #endif
+    }
+
+    /// Adds `niceness` to the nice value of the calling thread only.
+    static func lowerCallingThread(by niceness: Int32) {
+        #if os(Linux)
+            // On Linux the nice value belongs to the thread, and PRIO_PROCESS
+            // with id 0 means the calling thread (kernel/sys.c), not the process.
+            let which = __priority_which_t(PRIO_PROCESS.rawValue)
+            errno = 0
+            let current = getpriority(which, 0)
+            if errno == 0 { _ = setpriority(which, 0, current + niceness) }
         #endif
     }
 
