@@ -22,8 +22,10 @@ public enum EventLoopSizing {
         if ProcessInfo.processInfo.environment[overrideVariable] == nil,
             let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)
         {
-            let loops = loopCount(coreCount: System.coreCount, allowedCPUs: allowedCPUs(procStatus: status))
-            if loops != System.coreCount { NIOSingletons.groupLoopCountSuggestion = loops }
+            // System.coreCount reads the cgroup files on every call: once is enough.
+            let cores = System.coreCount
+            let loops = loopCount(coreCount: cores, allowedCPUs: allowedCPUs(procStatus: status))
+            if loops != cores { NIOSingletons.groupLoopCountSuggestion = loops }
         }
         return NIOSingletons.groupLoopCountSuggestion
     }

@@ -41,7 +41,7 @@ struct EventLoopSizingTests {
         return String(first.output)
     }
 
-    /// Names of the server's event-loop threads (NIO names the shared group's `NIO-SGLTN-…`).
+    /// How many event-loop threads the server has (NIO names the shared group's `NIO-SGLTN-…`).
     static func loopThreads(of pid: pid_t) -> Int {
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
         return tasks.filter { task in
