@@ -257,7 +257,8 @@ final class EventLoopFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data), routed > 0 {
+        // `routed` first: unwrapping is a dynamic cast, three per answer.
+        if routed > 0, case .end = unwrapOutboundIn(data) {
             routed -= 1
         }
         context.write(data, promise: promise)
