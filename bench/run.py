@@ -9,8 +9,10 @@ Markdown table and writes JSON to bench/results/.
 
 When BASELINES_BIN names the release build directory of bench/baselines
 (make bench builds it), the same `/healthz` answer is also measured from
-SwiftNIO's HTTP/1 pipeline alone, from the same pipeline handing each request
-to a Swift task, and from a one-route Hummingbird app: the floors of the stack
+SwiftNIO's HTTP/1 pipeline alone, from the same pipeline with the conversion to
+swift-http-types and Hummingbird's connection-state handler (where userapi
+answers probes on the event loop), from the pipeline handing each request to a
+Swift task, and from a one-route Hummingbird app: the floors of the stack
 userapi is built on, in the same run.
 
   USERAPI_BIN=.build/release/userapi bench/run.py [--duration 10] [--connections 64]
@@ -137,10 +139,12 @@ http {{
 
 def baselines(directory: str, args) -> dict:
     """`GET /healthz`-equivalent answers from the stack without userapi:
-    SwiftNIO alone, SwiftNIO with a Swift task per request, then Hummingbird
+    SwiftNIO alone, SwiftNIO with userapi's probe pipeline (swift-http-types,
+    connection state), SwiftNIO with a Swift task per request, then Hummingbird
     with one route (bench/baselines)."""
     results = {}
     for label, name in (("SwiftNIO HTTP/1 pipeline, fixed answer", "nio-fixed-200"),
+                        ("SwiftNIO HTTP/1 + swift-http-types + connection state, on the loop", "nio-httptypes-200"),
                         ("SwiftNIO HTTP/1 pipeline, one Swift task per request", "nio-task-200"),
                         ("Hummingbird 2, one route, no middleware", "hummingbird-fixed-200")):
         port = free_port()
