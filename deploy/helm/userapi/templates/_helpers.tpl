@@ -75,6 +75,21 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 
+{{/* Named container port of the probes and /metrics: "management" when that listener is on. */}}
+{{- define "userapi.managementPortName" -}}
+{{- if gt (int .Values.management.port) 0 -}}management{{- else -}}http{{- end -}}
+{{- end -}}
+
+{{- define "userapi.managementPortNumber" -}}
+{{- if gt (int .Values.management.port) 0 -}}{{ int .Values.management.port }}{{- else -}}{{ int .Values.containerPort }}{{- end -}}
+{{- end -}}
+
+{{- define "userapi.backupToolsImage" -}}
+{{- with .Values.backup.toolsImage -}}
+{{- if .digest -}}{{ printf "%s@%s" .repository .digest }}{{- else -}}{{ printf "%s:%s" .repository .tag }}{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "userapi.testImage" -}}
 {{- with .Values.tests.image -}}
 {{- if .digest -}}{{ printf "%s@%s" .repository .digest }}{{- else -}}{{ printf "%s:%s" .repository .tag }}{{- end -}}
@@ -161,7 +176,7 @@ Environment variables the chart owns. extraEnv and dotenv may not set these:
 the chart would silently lose (or, for dotenv, silently win over) them.
 */}}
 {{- define "userapi.managedEnvNames" -}}
-{{- list "HTTP_HOST" "HTTP_PORT" "CONFIG_FILE" "ENV_FILE" "AUTH_TOKENS" "AUTH_TOKENS_FILE" "DATABASE_URL" "DATABASE_PASSWORD_FILE" "DATABASE_TLS_MODE" "DATABASE_TLS_CA_FILE" "DATABASE_MIGRATE_ON_START" "SHUTDOWN_DRAIN_DELAY" "SHUTDOWN_TIMEOUT" "METRICS_ENABLED" "METRICS_PORT" | toJson -}}
+{{- list "HTTP_HOST" "HTTP_PORT" "CONFIG_FILE" "ENV_FILE" "AUTH_TOKENS" "AUTH_TOKENS_FILE" "DATABASE_URL" "DATABASE_PASSWORD_FILE" "DATABASE_TLS_MODE" "DATABASE_TLS_CA_FILE" "DATABASE_MIGRATE_ON_START" "SHUTDOWN_DRAIN_DELAY" "SHUTDOWN_TIMEOUT" "METRICS_ENABLED" "HTTP_MANAGEMENT_PORT" | toJson -}}
 {{- end -}}
 
 {{/* Database settings as env vars; shared by the pods and the migration Job. */}}

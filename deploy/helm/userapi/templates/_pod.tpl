@@ -5,6 +5,11 @@ The pod template, shared by the Deployment and the Argo Rollouts Rollout.
 metadata:
   annotations:
     checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
+    {{- if and .Values.metrics.enabled .Values.metrics.podAnnotations }}
+    prometheus.io/scrape: "true"
+    prometheus.io/port: {{ include "userapi.managementPortNumber" . | quote }}
+    prometheus.io/path: /metrics
+    {{- end }}
     {{- with .Values.podAnnotations }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -63,12 +68,20 @@ spec:
         - name: http
           containerPort: {{ .Values.containerPort }}
           protocol: TCP
+        {{- if gt (int .Values.management.port) 0 }}
+        - name: management
+          containerPort: {{ int .Values.management.port }}
+          protocol: TCP
+        {{- end }}
       env:
         # Listen on all pod addresses; the app's own default is loopback.
         - name: HTTP_HOST
           value: "0.0.0.0"
         - name: HTTP_PORT
           value: {{ .Values.containerPort | quote }}
+        # /healthz, /readyz and /metrics on their own port (0 = off).
+        - name: HTTP_MANAGEMENT_PORT
+          value: {{ int .Values.management.port | quote }}
         - name: CONFIG_FILE
           value: {{ include "userapi.configDir" . }}/config.yaml
         {{- if .Values.dotenv }}
@@ -94,21 +107,21 @@ spec:
       startupProbe:
         httpGet:
           path: {{ .Values.probes.startup.path }}
-          port: http
+          port: {{ include "userapi.managementPortName" . }}
         periodSeconds: {{ .Values.probes.startup.periodSeconds }}
         timeoutSeconds: {{ .Values.probes.startup.timeoutSeconds }}
         failureThreshold: {{ .Values.probes.startup.failureThreshold }}
       livenessProbe:
         httpGet:
           path: {{ .Values.probes.liveness.path }}
-          port: http
+          port: {{ include "userapi.managementPortName" . }}
         periodSeconds: {{ .Values.probes.liveness.periodSeconds }}
         timeoutSeconds: {{ .Values.probes.liveness.timeoutSeconds }}
         failureThreshold: {{ .Values.probes.liveness.failureThreshold }}
       readinessProbe:
         httpGet:
           path: {{ .Values.probes.readiness.path }}
-          port: http
+          port: {{ include "userapi.managementPortName" . }}
         periodSeconds: {{ .Values.probes.readiness.periodSeconds }}
         timeoutSeconds: {{ .Values.probes.readiness.timeoutSeconds }}
         failureThreshold: {{ .Values.probes.readiness.failureThreshold }}
