@@ -10,7 +10,7 @@ PIPELINES_PYTHON = "$$(scripts/tools/ensure-venv.sh)/python"
 # Files the GitOps promotion PR edits: the Argo CD Application(s) whose Helm values
 # pin the prod image. The rule that finds the userapi image tag inside them is in
 # scripts/release/release.py; files without one are left alone, none at all fails.
-PROMOTE_FILES ?= $(wildcard deploy/argocd/*.yaml)
+PROMOTE_FILES ?= $(wildcard deploy/argocd/values/*.yaml deploy/argocd/apps/*.yaml)
 
 .PHONY: test-pipelines release release-check helm-deploy promote
 
@@ -35,6 +35,7 @@ release-check: ## Fail unless Chart.yaml version == appVersion (SemVer) and, wit
 helm-deploy: ## helm upgrade --install --rollback-on-failure --wait + helm test: DEPLOY_ENV=dev|prod TAG=<image tag>, KUBECONFIG set
 	bash scripts/pipelines/helm-deploy.sh "$(DEPLOY_ENV)" "$(TAG)"
 
-promote: ## GitOps: set the userapi image TAG in the prod values Argo CD syncs (PROMOTE_FILES)
+promote: ## GitOps: set the userapi image TAG (and with CHART_REVISION=vX.Y.Z the chart's release tag) in what Argo CD syncs (PROMOTE_FILES)
 	@if [[ -z "$(strip $(PROMOTE_FILES))" ]]; then echo "promote: no PROMOTE_FILES (deploy/argocd/*.yaml)" >&2; exit 2; fi
 	$(PIPELINES_PYTHON) scripts/release/release.py set-image-tag "$(TAG)" $(PROMOTE_FILES)
+	$(if $(CHART_REVISION),$(PIPELINES_PYTHON) scripts/release/release.py set-chart-revision "$(CHART_REVISION)" $(PROMOTE_FILES))

@@ -9,6 +9,10 @@
   release.py set-image-tag TAG FILE...
                                    point the userapi image in Helm values / Argo CD / Kustomize
                                    files at TAG (the GitOps promotion PR of deploy.yml)
+  release.py set-chart-revision REV FILE...
+                                   point every Argo CD Application source that renders the
+                                   chart (path deploy/helm/userapi) at git revision REV, a
+                                   release tag vX.Y.Z (the promotion PR of a release)
 
 Edits are made in place on the exact characters of the values that change (located with the
 YAML parser), so comments, key order, quoting and layout of every file stay as they were.
@@ -183,6 +187,46 @@ def set_image_tag(path: Path, tag: str, root: Path) -> int:
     return len(edits)
 
 
+def chart_source_nodes(doc: yaml.Node) -> list[yaml.Node]:
+    """The `source`/`sources` entries of an Argo CD Application that render this chart."""
+    if not isinstance(doc, yaml.MappingNode):
+        return []
+    kind = mapping_get(doc, "kind")
+    if not (isinstance(kind, yaml.ScalarNode) and kind.value == "Application"):
+        return []
+    spec = mapping_get(doc, "spec")
+    candidates = []
+    single = mapping_get(spec, "source") if spec is not None else None
+    if single is not None:
+        candidates.append(single)
+    many = mapping_get(spec, "sources") if spec is not None else None
+    if isinstance(many, yaml.SequenceNode):
+        candidates.extend(many.value)
+    found = []
+    for src in candidates:
+        path = mapping_get(src, "path")
+        if isinstance(path, yaml.ScalarNode) and path.value.strip("/") == str(CHART.parent):
+            found.append(src)
+    return found
+
+
+def set_chart_revision(path: Path, revision: str, root: Path) -> int:
+    """Sets targetRevision of the chart sources in one file; returns how many were set."""
+    text, docs = compose(path)
+    where = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+    edits = []
+    for doc in docs:
+        for src in chart_source_nodes(doc):
+            node = mapping_get(src, "targetRevision")
+            if not isinstance(node, yaml.ScalarNode):
+                raise ReleaseError(f"{where}:{src.start_mark.line + 1}: chart source has no targetRevision to set")
+            edits.append(Edit(node, revision))
+    changed = apply_edits(path, text, edits)
+    state = "updated" if changed else "already there" if edits else "no chart source"
+    print(f"release: {where}: {len(edits)} chart source(s) -> {revision} ({state})")
+    return len(edits)
+
+
 def cmd_bump(root: Path, version: str) -> None:
     if version.startswith("v"):
         raise ReleaseError(f"VERSION={version}: give the bare SemVer (e.g. 1.4.0); the git tag gets the 'v'")
@@ -232,6 +276,9 @@ def main(argv: list[str]) -> int:
     tagp = sub.add_parser("set-image-tag")
     tagp.add_argument("tag")
     tagp.add_argument("files", nargs="+", type=Path)
+    revp = sub.add_parser("set-chart-revision")
+    revp.add_argument("revision")
+    revp.add_argument("files", nargs="+", type=Path)
     args = parser.parse_args(argv)
     root = args.root.resolve()
     try:
@@ -239,6 +286,13 @@ def main(argv: list[str]) -> int:
             cmd_bump(root, args.version)
         elif args.cmd == "check":
             cmd_check(root, args.tag or None)
+        elif args.cmd == "set-chart-revision":
+            rev = args.revision
+            if not (rev.startswith("v") and SEMVER.match(rev[1:])):
+                raise ReleaseError(f"{rev!r} is not a release tag vX.Y.Z (the chart source follows release tags, not branches)")
+            total = sum(set_chart_revision(f.resolve(), rev, root) for f in args.files)
+            if total == 0:
+                raise ReleaseError("no Argo CD Application source with path deploy/helm/userapi in the given files")
         else:
             if not OCI_TAG.match(args.tag):
                 raise ReleaseError(f"{args.tag!r} is not a valid image tag")
