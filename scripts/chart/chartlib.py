@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -137,25 +136,13 @@ def lint(values: dict[str, Any], kube_version: str = KUBE_VERSIONS[-1]) -> list[
     return problems
 
 
-def scenarios() -> list[Path]:
-    return sorted(CI_DIR.glob("*-values.yaml"))
-
-
-def scenario_name(path: Path) -> str:
-    return path.name.removesuffix("-values.yaml")
-
-
-def tools_bin() -> Path:
-    """The project venv's bin dir (where checkov and kubernetes-validate live)."""
-    return Path(sys.executable).parent
-
-
-def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, text=True, capture_output=True, **kwargs)
+def scenarios() -> dict[str, Path]:
+    """{name: values file} of the chart's CI scenarios (ci/<name>-values.yaml)."""
+    return {p.name.removesuffix("-values.yaml"): p for p in sorted(CI_DIR.glob("*-values.yaml"))}
 
 
 def env_with_shim() -> dict[str, str]:
     """PATH with scripts/chart/bin first, so tools that call `helm` get the shim."""
     env = dict(os.environ)
-    env["PATH"] = f"{SCRIPTS_DIR / 'bin'}{os.pathsep}{tools_bin()}{os.pathsep}{env.get('PATH', '')}"
+    env["PATH"] = f"{SCRIPTS_DIR / 'bin'}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env

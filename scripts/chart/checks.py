@@ -1,7 +1,7 @@
 """Checks on rendered Kubernetes objects, shared by the chart and Kustomize
 tests: the hardening and consistency rules the chart promises (asserted on
 its output, not on its templates), schema validation of custom resources,
-and the kubernetes-validate and checkov runs.
+kubernetes-validate, and checkov's runs and skips.
 
 Every function returns a list of problems (empty = pass) so callers can
 report all of them at once.
@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+import kubernetes_validate as k8s_schemas
 import yaml
 
-from chartlib import SCRIPTS_DIR, tools_bin
+from chartlib import SCRIPTS_DIR
 
 API_CONTAINER = "userapi"
 WORKLOAD_KINDS = {"Deployment", "Rollout"}
@@ -357,17 +357,17 @@ def split_for_validation(objs: list[dict[str, Any]], schemas: dict[str, Any]) ->
     return core, problems
 
 
-def kubernetes_validate(files: list[Path], version: str) -> list[str]:
-    """kubernetes-validate --strict over the files; every ERROR or WARN is a problem
-    (a WARN means a kind without a schema, which must not happen for core objects)."""
-    proc = subprocess.run(
-        [str(tools_bin() / "kubernetes-validate"), "--strict", "--quiet", "-k", version, *map(str, files)],
-        text=True, capture_output=True,
-    )
-    lines = [l for l in (proc.stdout + proc.stderr).splitlines() if l.strip()]
-    problems = [l for l in lines if l.startswith(("ERROR", "WARN", "FATAL"))]
-    if proc.returncode != 0 and not problems:
-        problems.append(f"kubernetes-validate exited {proc.returncode}: {' / '.join(lines[-3:])}")
+def kubernetes_validate(objs: list[dict[str, Any]], version: str) -> list[str]:
+    """Strict validation of core objects against the Kubernetes release's OpenAPI schemas
+    (the kubernetes-validate library); a kind without a schema is a problem too."""
+    problems = []
+    for o in objs:
+        try:
+            k8s_schemas.validate(o, version, strict=True)
+        except k8s_schemas.ValidationError as e:
+            problems.append(f"{name_of(o)}: {'.'.join(map(str, e.path))}: {e.message}")
+        except (k8s_schemas.SchemaNotFoundError, k8s_schemas.InvalidSchemaError) as e:
+            problems.append(f"{name_of(o)}: {e.message}")
     return problems
 
 
@@ -381,47 +381,38 @@ def load_checkov_skips() -> list[dict[str, Any]]:
     return skips
 
 
-def checkov_bin() -> str:
-    """checkov from its own venv (its bc-python-hcl2 clashes with python-hcl2
-    in the shared one); CHECKOV overrides, else scripts/tools/ensure-checkov.sh
-    installs it when needed and prints its path."""
-    if os.environ.get("CHECKOV"):
-        return os.environ["CHECKOV"]
-    script = SCRIPTS_DIR.parent / "tools" / "ensure-checkov.sh"
-    path = subprocess.run([str(script)], text=True, capture_output=True, check=True).stdout.strip()
-    os.environ["CHECKOV"] = path
-    return path
+def checkov(checkov_bin: str, directory: Path, framework: str, **popen: Any) -> subprocess.Popen:
+    """checkov started on a directory, JSON on stdout; several can run at once."""
+    cmd = [checkov_bin, "--skip-download", "--framework", framework, "--compact", "-o", "json", "-d", str(directory)]
+    return subprocess.Popen(cmd, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
 
 
-def checkov_command(target: list[str], framework: str, extra: list[str] | None = None) -> list[str]:
-    return [
-        checkov_bin(), "--skip-download", "--framework", framework,
-        "--compact", "-o", "json", *target, *(extra or []),
-    ]
+def checkov_reports(proc: subprocess.Popen) -> list[dict[str, Any]]:
+    out, err = proc.communicate(timeout=1800)
+    try:
+        data = json.loads(out) if out.strip() else []
+    except ValueError:
+        data = None
+    if not data:
+        raise AssertionError(f"checkov printed no report (exit {proc.returncode}): {err.strip()[-800:]}")
+    reports = data if isinstance(data, list) else [data]
+    if any(r.get("summary", {}).get("parsing_errors") for r in reports):
+        raise AssertionError("checkov could not parse some of the input")
+    return reports
 
 
-def checkov_results(stdout: str) -> list[dict[str, Any]]:
-    data = json.loads(stdout) if stdout.strip() else []
-    if isinstance(data, dict):
-        data = [data]
-    return data
+def checkov_checks(reports: list[dict[str, Any]], kind: str, file: str | None = None) -> list[dict[str, Any]]:
+    """The passed_checks or failed_checks of the reports, of one file (its stem) when given."""
+    return [c for r in reports for c in r.get("results", {}).get(f"{kind}_checks", [])
+            if file is None or Path(c.get("file_path", "")).stem == file]
 
 
-def classify_checkov(report: dict[str, Any], skips: list[dict[str, Any]], used: set[int]) -> tuple[list[str], list[str], int]:
-    """(failures not covered by a skip, accepted findings, passed count)."""
-    failures, accepted = [], []
-    results = report.get("results", {})
-    for f in results.get("failed_checks", []):
-        resource = f.get("resource", "")
-        hit = None
-        for i, s in enumerate(skips):
-            if s["check"] == f["check_id"] and re.search(s.get("resource", ".*"), resource):
-                hit = i
-                break
-        line = f"{f['check_id']} {f['check_name']} on {resource} ({Path(f.get('file_path', '')).name})"
-        if hit is None:
-            failures.append(line)
-        else:
-            used.add(hit)
-            accepted.append(line)
-    return failures, accepted, int(report.get("summary", {}).get("passed", 0))
+def skip_for(finding: dict[str, Any], skips: list[dict[str, Any]]) -> int | None:
+    """Index of the checkov-skips.yaml entry that accepts a failed check, if any."""
+    return next((i for i, s in enumerate(skips) if s["check"] == finding["check_id"]
+                 and re.search(s.get("resource", ".*"), finding.get("resource", ""))), None)
+
+
+def unaccepted(failed: list[dict[str, Any]], skips: list[dict[str, Any]]) -> list[str]:
+    return [f"{f['check_id']} {f['check_name']} on {f.get('resource', '')} ({Path(f.get('file_path', '')).name})"
+            for f in failed if skip_for(f, skips) is None]

@@ -1,15 +1,10 @@
 """Renders the Kustomize base (and the chart-rendered parts of components)
-from the Helm chart, so there is one source of truth.
-
-  python scripts/chart/manifests.py          write them (make manifests)
-  python scripts/chart/manifests.py --check  fail with a diff when the
-                                             committed files differ (CI)
+from the Helm chart, so there is one source of truth: `make manifests` writes
+them, test_kustomize.py fails when the committed files differ.
 """
 
 from __future__ import annotations
 
-import difflib
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,24 +58,7 @@ def generate() -> dict[Path, str]:
     return out
 
 
-def main() -> int:
-    generated = generate()
-    if sys.argv[1:] == ["--check"]:
-        drift = 0
-        for path, text in generated.items():
-            current = path.read_text() if path.exists() else ""
-            if current != text:
-                drift += 1
-                rel = str(path.relative_to(chartlib.ROOT))
-                print(f"FAIL {rel} drifted from the chart; run `make manifests`:")
-                sys.stdout.writelines(difflib.unified_diff(
-                    current.splitlines(True), text.splitlines(True), f"{rel} (committed)", f"{rel} (from chart)", n=2))
-        return 1 if drift else 0
-    for path, text in generated.items():
+if __name__ == "__main__":
+    for path, text in generate().items():
         path.write_text(text)
         print(f"manifests: wrote {path.relative_to(chartlib.ROOT)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

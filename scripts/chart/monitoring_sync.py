@@ -1,15 +1,12 @@
 """The chart renders the Grafana dashboard and the alert rules from copies of
-deploy/monitoring/ (Helm can only read files inside the chart).
-
-  python scripts/chart/monitoring_sync.py          copy them (make chart-sync)
-  python scripts/chart/monitoring_sync.py --check  fail when a copy differs
+deploy/monitoring/ (Helm can only read files inside the chart): `make
+chart-sync` copies them, test_chart.py fails when a copy differs.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import sys
 
 import yaml
 
@@ -45,9 +42,4 @@ def sync() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--check"]:
-        found = drift()
-        for p in found:
-            print(f"FAIL {p}")
-        sys.exit(1 if found else 0)
     sync()

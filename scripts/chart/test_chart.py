@@ -1,56 +1,57 @@
 """make test-chart: everything that can be checked about the Helm chart
-without a cluster, with the real tools.
+without a cluster, with the real tools. For every scenario
+deploy/helm/userapi/ci/<name>-values.yaml (a test id each):
 
-For every scenario deploy/helm/userapi/ci/*-values.yaml:
   - helm lint --strict (Helm v4 library) and a render for the oldest and the
     newest supported Kubernetes release (the chart's kubeVersion is enforced);
   - the chart's promises asserted on the rendered objects (checks.py):
     restricted pods, probes, shutdown timing, strategy, storage rules, PDB/HPA,
     references between objects, values reaching the objects;
-  - kubernetes-validate --strict for both releases (core kinds), the
-    custom resources against scripts/chart/crd-schemas.yaml;
+  - kubernetes-validate (strict) for both releases, the custom resources
+    against scripts/chart/crd-schemas.yaml;
   - checkov on the rendered output, zero failures outside checkov-skips.yaml.
-Plus: checkov's own helm framework over the chart (through the helm shim),
-the values schema covering every value, the monitoring files in sync with
-deploy/monitoring, a render below kubeVersion refused, and the negative tests.
 
-The last line is "N passed, M failed".
+Plus checkov's own helm framework over the chart (through the helm shim), no
+stale checkov skip, the values schema covering every value, the monitoring
+files in sync with deploy/monitoring, the Argo CD Application, and the object
+checks catching known breakages. Values the chart must refuse:
+test_chart_negative.py; the real binary run as the chart configures it:
+test_contract.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
-import os
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
+import copy
+import functools
+import json
 from typing import Any
 
+import pytest
 import yaml
 
 import chartlib
 import checks
 import monitoring_sync
-import negative_tests
+from harness import assert_none
+
+pytestmark = pytest.mark.chart
+
+SCENARIOS = chartlib.scenarios()
+KUBE = chartlib.KUBE_VERSIONS
+ARGOCD = sorted((chartlib.ROOT / "deploy" / "argocd").glob("*.yaml"))
+crd_schemas = functools.cache(checks.load_crd_schemas)
+checkov_skips = functools.cache(checks.load_checkov_skips)
 
 
-class Results:
-    def __init__(self) -> None:
-        self.passed = 0
-        self.failed: list[str] = []
+@functools.cache
+def values(name: str) -> dict[str, Any]:
+    return chartlib.load_values([SCENARIOS[name]])
 
-    def check(self, label: str, problems: list[str]) -> None:
-        if problems:
-            self.failed.append(label)
-            print(f"FAIL {label}")
-            for p in problems:
-                print(f"     {p}")
-        else:
-            self.passed += 1
-            print(f"ok   {label}")
+
+@functools.cache
+def render(name: str, kube: str = KUBE[-1]) -> list[dict[str, Any]]:
+    return chartlib.objects(chartlib.render(values(name), kube_version=kube))
 
 
 def effective_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -79,7 +80,7 @@ def external_objects(v: dict[str, Any]) -> set[str]:
     return ext
 
 
-def check_values_reach_objects(objs: list[dict[str, Any]], v: dict[str, Any]) -> list[str]:
+def values_reach_objects(objs: list[dict[str, Any]], v: dict[str, Any]) -> list[str]:
     """The values that feed both the app and Kubernetes arrive in both places."""
     problems = []
     wl = checks.workload(objs)
@@ -135,12 +136,138 @@ def check_values_reach_objects(objs: list[dict[str, Any]], v: dict[str, Any]) ->
     return problems
 
 
-def check_schema_covers_values() -> list[str]:
-    """Every key in values.yaml is declared in values.schema.json, with a type."""
-    import json
+# --- every scenario ---------------------------------------------------------
 
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_helm_lint_strict(name):
+    assert_none(chartlib.lint(values(name)))
+
+
+@pytest.mark.parametrize("kube", KUBE)
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_renders(name, kube):
+    assert render(name, kube), "rendered no object"
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_restricted_pod_security(name):
+    assert_none(checks.check_hardening(render(name)))
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_probes_ports_shutdown_strategy_storage(name):
+    assert_none(checks.check_api_pod(render(name)))
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_references_between_objects(name):
+    assert_none(checks.check_references(render(name), external_objects(effective_values(values(name)))))
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_values_reach_objects(name):
+    assert_none(values_reach_objects(render(name), effective_values(values(name))))
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_custom_resources_valid(name):
+    assert_none(checks.split_for_validation(render(name), crd_schemas())[1])
+
+
+@pytest.mark.parametrize("kube", KUBE)
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_kubernetes_validate(name, kube):
+    core, _ = checks.split_for_validation(render(name, kube), crd_schemas())
+    assert_none(checks.kubernetes_validate(core, kube))
+
+
+@pytest.fixture(scope="module")
+def checkov_runs(tools, tmp_path_factory) -> dict[str, list[dict] | AssertionError]:
+    """checkov's kubernetes framework over the rendered scenarios (two processes)
+    and its helm framework over the chart through the helm shim, all at once."""
+    work = tmp_path_factory.mktemp("checkov")
+    dirs = [work / "kubernetes-0", work / "kubernetes-1"]
+    for d in dirs:
+        d.mkdir()
+    for i, name in enumerate(SCENARIOS):
+        try:
+            objs = render(name)
+        except chartlib.RenderError:
+            continue  # test_renders reports it; test_checkov finds nothing scanned
+        # checkov sees the Rollout's pod template as a Deployment too (it has no Rollout policies).
+        templates = [o for o in checks.split_for_validation(objs, crd_schemas())[0]
+                     if o["metadata"]["name"].endswith("-rollout-template")]
+        (dirs[i % 2] / f"{name}.yaml").write_text(chartlib.to_yaml_stream(objs + templates))
+    env = chartlib.env_with_shim() | {"HELM_NAMESPACE": chartlib.NAMESPACE}
+    procs = {"kubernetes": [checks.checkov(tools.checkov, d, "kubernetes") for d in dirs],
+             "helm": [checks.checkov(tools.checkov, chartlib.CHART_DIR, "helm", env=env, cwd=work)]}
+
+    def collect(ps):
+        try:
+            return [r for p in ps for r in checks.checkov_reports(p)]
+        except AssertionError as exc:
+            return exc
+
+    return {kind: collect(ps) for kind, ps in procs.items()}
+
+
+def reports(runs, kind: str) -> list[dict]:
+    if isinstance(runs[kind], AssertionError):
+        raise runs[kind]
+    return runs[kind]
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_checkov(name, checkov_runs):
+    found = reports(checkov_runs, "kubernetes")
+    assert checks.checkov_checks(found, "passed", name), f"checkov scanned nothing of {name}"
+    assert_none(checks.unaccepted(checks.checkov_checks(found, "failed", name), checkov_skips()))
+
+
+# --- the chart as a whole ---------------------------------------------------
+
+def test_checkov_helm_framework(checkov_runs):
+    found = reports(checkov_runs, "helm")
+    assert checks.checkov_checks(found, "passed"), "checkov ran no passing check: nothing was scanned"
+    assert_none(checks.unaccepted(checks.checkov_checks(found, "failed"), checkov_skips()))
+
+
+def test_checkov_skips_still_needed(checkov_runs):
+    failed = [f for kind in ("kubernetes", "helm") for f in checks.checkov_checks(reports(checkov_runs, kind), "failed")]
+    used = {checks.skip_for(f, checkov_skips()) for f in failed}
+    assert_none([f"no longer matches any finding: {s['check']} {s.get('resource', '')}"
+                 for i, s in enumerate(checkov_skips()) if i not in used], "checkov-skips.yaml")
+
+
+@pytest.mark.parametrize("app_file", ARGOCD, ids=lambda p: p.name)
+def test_argocd_application_renders_a_sound_release(app_file):
+    app = yaml.safe_load(app_file.read_text())
+    assert checks.is_custom(app, crd_schemas()), f"not an Argo CD Application: {app.get('kind')}"
+    assert_none(checks.validate_custom(app, crd_schemas()))
+    source = app["spec"]["source"]
+    assert (chartlib.ROOT / source.get("path", "-")).resolve() == chartlib.CHART_DIR, f"source.path {source.get('path')}"
+    helm, namespace = source.get("helm", {}), app["spec"]["destination"]["namespace"]
+    release = helm.get("releaseName", app["metadata"]["name"])
+    app_values = helm.get("valuesObject", {})
+    external = {e.replace(f"/{chartlib.RELEASE}-", f"/{release}-") for e in external_objects(effective_values(app_values))}
+    for kube in KUBE:
+        objs = chartlib.objects(chartlib.render(app_values, name=release, namespace=namespace, kube_version=kube))
+        core, crd_problems = checks.split_for_validation(objs, crd_schemas())
+        assert_none(checks.check_hardening(objs) + checks.check_api_pod(objs) + checks.check_references(objs, external)
+                    + crd_problems + checks.kubernetes_validate(core, kube), f"Kubernetes {kube}")
+
+
+def test_monitoring_copies_match_deploy_monitoring():
+    assert_none(monitoring_sync.drift())
+
+
+def test_kube_version_floor_is_the_oldest_validated_release():
+    assert yaml.safe_load((chartlib.CHART_DIR / "Chart.yaml").read_text())["kubeVersion"] == f">={KUBE[0]}-0"
+
+
+def test_values_schema_declares_every_value():
+    """Every key in values.yaml is declared in values.schema.json, with a type."""
     schema = json.loads((chartlib.CHART_DIR / "values.schema.json").read_text())
-    values = yaml.safe_load((chartlib.CHART_DIR / "values.yaml").read_text())
     problems = []
 
     def walk(node: Any, sch: dict[str, Any], path: str) -> None:
@@ -156,192 +283,50 @@ def check_schema_covers_values() -> list[str]:
                 else:
                     walk(child, sub, f"{path}/{key}")
 
-    walk(values, schema, "")
-    return problems
+    walk(yaml.safe_load((chartlib.CHART_DIR / "values.yaml").read_text()), schema, "")
+    assert_none(problems)
 
 
-def check_the_checks() -> list[str]:
-    """The object checks must catch what they claim to: break a good render in
-    known ways and expect each breakage to be reported."""
-    import copy
+# --- the object checks catch what they claim to ------------------------------
 
-    good = chartlib.objects(chartlib.render({}))
-    if checks.check_hardening(good) or checks.check_api_pod(good):
-        return ["the default render itself does not pass"]
-
-    def pod(objs):
-        return checks.workload(objs)["spec"]["template"]["spec"]
-
-    def env(objs, name, value):
-        next(e for e in checks.api_container(pod(objs))["env"] if e["name"] == name)["value"] = value
-
-    breakages = [
-        ("root allowed", lambda o: pod(o)["securityContext"].update(runAsNonRoot=False), checks.check_hardening, "runAsNonRoot"),
-        ("writable root fs", lambda o: checks.api_container(pod(o))["securityContext"].update(readOnlyRootFilesystem=False), checks.check_hardening, "root filesystem is writable"),
-        ("token mounted", lambda o: pod(o).update(automountServiceAccountToken=True), checks.check_hardening, "service-account token"),
-        ("readiness on /healthz", lambda o: checks.api_container(pod(o))["readinessProbe"]["httpGet"].update(path="/healthz"), checks.check_api_pod, "readinessProbe"),
-        ("grace too short", lambda o: pod(o).update(terminationGracePeriodSeconds=20), checks.check_api_pod, "terminationGracePeriodSeconds 20"),
-        ("sqlite with 2 replicas", lambda o: checks.workload(o)["spec"].update(replicas=2), checks.check_api_pod, "SQLite with 2 replicas"),
-        ("sqlite rolling update", lambda o: checks.workload(o)["spec"].update(strategy={"type": "RollingUpdate"}), checks.check_api_pod, "strategy Recreate"),
-        ("tokens file not mounted", lambda o: env(o, "AUTH_TOKENS_FILE", "/run/tokens"), checks.check_api_pod, "AUTH_TOKENS_FILE=/run/tokens is not provided"),
-        ("port mismatch", lambda o: env(o, "HTTP_PORT", "9000"), checks.check_api_pod, "differs from containerPort"),
-    ]
-    problems = []
-    for name, breakage, check, expected in breakages:
-        objs = copy.deepcopy(good)
-        breakage(objs)
-        found = check(objs)
-        if not any(expected in f for f in found):
-            problems.append(f"breakage '{name}' not reported (expected {expected!r}; got {found})")
-    return problems
+@functools.cache
+def default_objects() -> list[dict[str, Any]]:
+    return chartlib.objects(chartlib.render({}))
 
 
-def write_yaml(path: Path, objs: list[dict[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(chartlib.to_yaml_stream(objs))
-    return path
+def _pod(objs):
+    return checks.workload(objs)["spec"]["template"]["spec"]
 
 
-def run_checkov(work: Path, groups: list[list[Path]], results: Results, check_stale: bool) -> None:
-    """checkov's kubernetes framework over the rendered scenarios (two
-    processes in parallel) and its helm framework over the chart through the
-    helm shim, at the same time."""
-    skips = checks.load_checkov_skips()
-    used: set[int] = set()
-    procs = []
-    for i, files in enumerate(g for g in groups if g):
-        d = work / f"checkov-{i}"
-        d.mkdir()
-        for f in files:
-            (d / f.name).write_text(f.read_text())
-        procs.append((f"checkov kubernetes ({', '.join(f.stem for f in files)})", subprocess.Popen(
-            checks.checkov_command(["-d", str(d)], "kubernetes"), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)))
-    env = chartlib.env_with_shim()
-    env["HELM_NAMESPACE"] = chartlib.NAMESPACE
-    procs.append(("checkov helm framework on the chart (defaults, via scripts/chart/bin/helm)", subprocess.Popen(
-        checks.checkov_command(["-d", str(chartlib.CHART_DIR)], "helm"),
-        text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(work))))
-    for label, proc in procs:
-        out, err = proc.communicate(timeout=900)
-        problems: list[str] = []
-        try:
-            reports = checks.checkov_results(out)
-        except ValueError:
-            results.check(label, [f"checkov printed no JSON (exit {proc.returncode}): {err.strip()[-800:]}"])
-            continue
-        passed = 0
-        for report in reports:
-            failures, accepted, n = checks.classify_checkov(report, skips, used)
-            problems += failures
-            passed += n
-            for a in accepted:
-                print(f"     accepted (checkov-skips.yaml): {a}")
-        if passed == 0:
-            problems.append("checkov ran no passing check at all: nothing was scanned")
-        if any(r.get("summary", {}).get("parsing_errors") for r in reports):
-            problems.append("checkov could not parse some of the input")
-        results.check(f"{label}: {passed} passed", problems)
-    if not check_stale:
-        return
-    unused = [f"{s['check']} {s.get('resource', '')}".strip() for i, s in enumerate(skips) if i not in used]
-    results.check("checkov-skips.yaml lists only skips that are still needed",
-                  [f"skip no longer matches any finding: {u}" for u in unused])
+def _env(objs, name, value):
+    next(e for e in checks.api_container(_pod(objs))["env"] if e["name"] == name)["value"] = value
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", action="append", help="scenario name(s) to run (default: all)")
-    parser.add_argument("--no-checkov", action="store_true", help="skip the checkov runs (quick local loop)")
-    parser.add_argument("--keep", action="store_true", help="keep the rendered output directory")
-    args = parser.parse_args()
-    started = time.monotonic()
-    results = Results()
-    work = Path(tempfile.mkdtemp(prefix="userapi-chart-"))
-
-    results.check("monitoring files in the chart match deploy/monitoring (make chart-sync)", monitoring_sync.drift())
-    results.check("values.schema.json declares every value in values.yaml", check_schema_covers_values())
-    results.check("the object checks report known breakages", check_the_checks())
-    kube_floor = yaml.safe_load((chartlib.CHART_DIR / "Chart.yaml").read_text())["kubeVersion"]
-    results.check(f"Chart.yaml kubeVersion {kube_floor!r} starts at the oldest validated release {chartlib.KUBE_VERSIONS[0]}",
-                  [] if kube_floor == f">={chartlib.KUBE_VERSIONS[0]}-0" else ["kubeVersion and KUBE_VERSIONS disagree"])
-
-    schemas = checks.load_crd_schemas()
-    core_files: list[Path] = []
-    checkov_files: list[Path] = []
-    scenarios = [s for s in chartlib.scenarios() if not args.only or chartlib.scenario_name(s) in args.only]
-    if not scenarios:
-        print("no scenarios selected")
-        return 1
-    for path in scenarios:
-        name = chartlib.scenario_name(path)
-        values = chartlib.load_values([path])
-        results.check(f"{name}: helm lint --strict", chartlib.lint(values))
-        renders = {}
-        problems = []
-        for kv in chartlib.KUBE_VERSIONS:
-            try:
-                renders[kv] = chartlib.render(values, kube_version=kv)
-            except chartlib.RenderError as exc:
-                problems.append(f"render for Kubernetes {kv}: {exc}")
-        results.check(f"{name}: renders for Kubernetes {' and '.join(chartlib.KUBE_VERSIONS)}", problems)
-        if problems:
-            continue
-        objs = chartlib.objects(renders[chartlib.KUBE_VERSIONS[-1]])
-        v = effective_values(values)
-        results.check(f"{name}: restricted pod security", checks.check_hardening(objs))
-        results.check(f"{name}: probes, ports, shutdown, strategy, storage, PDB/HPA", checks.check_api_pod(objs))
-        results.check(f"{name}: references between objects", checks.check_references(objs, external_objects(v)))
-        results.check(f"{name}: values reach the objects", check_values_reach_objects(objs, v))
-        core, crd_problems = checks.split_for_validation(objs, schemas)
-        crd_kinds = sorted({o["kind"] for o in objs if checks.is_custom(o, schemas)})
-        if crd_kinds:
-            results.check(f"{name}: custom resources valid ({', '.join(crd_kinds)})", crd_problems)
-        elif crd_problems:
-            results.check(f"{name}: custom resources", crd_problems)
-        core_files.append(write_yaml(work / "core" / f"{name}.yaml", core))
-        # checkov sees the Rollout's pod template as a Deployment too (it has no Rollout policies).
-        checkov_files.append(write_yaml(work / "checkov" / f"{name}.yaml", objs + [o for o in core if o["metadata"]["name"].endswith("-rollout-template")]))
-
-    for app_file in sorted((chartlib.ROOT / "deploy" / "argocd").glob("*.yaml")):
-        label = f"Argo CD {app_file.name}"
-        app = yaml.safe_load(app_file.read_text())
-        problems = checks.validate_custom(app, schemas) if checks.is_custom(app, schemas) else [f"not an Argo CD Application: {app.get('kind')}"]
-        source = app.get("spec", {}).get("source", {})
-        if (chartlib.ROOT / source.get("path", "-")).resolve() != chartlib.CHART_DIR:
-            problems.append(f"source.path {source.get('path')} is not the chart directory")
-        if not problems:
-            values = source.get("helm", {}).get("valuesObject", {})
-            try:
-                objs = chartlib.objects(chartlib.render(values, name=source["helm"].get("releaseName", app["metadata"]["name"]),
-                                                        namespace=app["spec"]["destination"]["namespace"]))
-                v = effective_values(values)
-                ext = {e.replace(f"/{chartlib.RELEASE}-", f"/{source['helm'].get('releaseName', 'userapi')}-") for e in external_objects(v)}
-                problems += checks.check_hardening(objs) + checks.check_api_pod(objs) + checks.check_references(objs, ext)
-                core, crd_problems = checks.split_for_validation(objs, schemas)
-                problems += crd_problems
-                core_files.append(write_yaml(work / "core" / f"argocd-{app_file.stem}.yaml", core))
-            except chartlib.RenderError as exc:
-                problems.append(f"the chart does not render with the Application's values: {exc}")
-        results.check(f"{label}: valid Application whose values render a sound release", problems)
-
-    for kv in chartlib.KUBE_VERSIONS:
-        results.check(f"kubernetes-validate --strict -k {kv} ({len(core_files)} scenarios)", checks.kubernetes_validate(core_files, kv))
-
-    passed, failures = negative_tests.run_cases()
-    results.check(f"negative tests: {passed} unsafe or invalid values refused with the expected message", failures)
-
-    if not args.no_checkov:
-        half = (len(checkov_files) + 1) // 2
-        run_checkov(work, [checkov_files[:half], checkov_files[half:]], results, check_stale=not args.only)
-
-    if args.keep:
-        print(f"rendered output kept in {work}")
-    else:
-        subprocess.run(["rm", "-rf", str(work)], check=False)
-    print(f"test-chart: {time.monotonic() - started:.0f}s")
-    print(f"{results.passed} passed, {len(results.failed)} failed")
-    return 1 if results.failed else 0
+BREAKAGES = {
+    "root allowed": (lambda o: _pod(o)["securityContext"].update(runAsNonRoot=False), checks.check_hardening, "runAsNonRoot"),
+    "writable root fs": (lambda o: checks.api_container(_pod(o))["securityContext"].update(readOnlyRootFilesystem=False),
+                         checks.check_hardening, "root filesystem is writable"),
+    "token mounted": (lambda o: _pod(o).update(automountServiceAccountToken=True), checks.check_hardening, "service-account token"),
+    "readiness on /healthz": (lambda o: checks.api_container(_pod(o))["readinessProbe"]["httpGet"].update(path="/healthz"),
+                              checks.check_api_pod, "readinessProbe"),
+    "grace too short": (lambda o: _pod(o).update(terminationGracePeriodSeconds=20), checks.check_api_pod, "terminationGracePeriodSeconds 20"),
+    "sqlite with 2 replicas": (lambda o: checks.workload(o)["spec"].update(replicas=2), checks.check_api_pod, "SQLite with 2 replicas"),
+    "sqlite rolling update": (lambda o: checks.workload(o)["spec"].update(strategy={"type": "RollingUpdate"}),
+                              checks.check_api_pod, "strategy Recreate"),
+    "tokens file not mounted": (lambda o: _env(o, "AUTH_TOKENS_FILE", "/run/tokens"), checks.check_api_pod,
+                                "AUTH_TOKENS_FILE=/run/tokens is not provided"),
+    "port mismatch": (lambda o: _env(o, "HTTP_PORT", "9000"), checks.check_api_pod, "differs from containerPort"),
+}
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def test_default_render_passes_the_object_checks():
+    assert_none(checks.check_hardening(default_objects()) + checks.check_api_pod(default_objects()))
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES)
+def test_object_checks_report(breakage):
+    change, check, expected = BREAKAGES[breakage]
+    objs = copy.deepcopy(default_objects())
+    change(objs)
+    found = check(objs)
+    assert any(expected in f for f in found), f"expected {expected!r}; got {found}"

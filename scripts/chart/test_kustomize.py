@@ -1,44 +1,51 @@
 """make test-kustomize: the Kustomize base is what the chart renders (no
 drift), and every overlay builds with `kubectl kustomize` and passes the same
 checks as the chart's scenarios: restricted pods, probes/shutdown/strategy/
-storage rules, references, kubernetes-validate --strict for the oldest and
+storage rules, references, kubernetes-validate (strict) for the oldest and
 newest supported Kubernetes, checkov with only the listed skips, plus what
 each overlay promises (dev: one SQLite pod; staging/prod: PostgreSQL, HPA,
 PDB; prod: at least three pods, more resources, NetworkPolicy).
-
-The last line is "N passed, M failed".
 """
 
 from __future__ import annotations
 
-import shutil
+import functools
 import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 import chartlib
 import checks
 import manifests
-from test_chart import Results, write_yaml
+from harness import assert_none
+
+pytestmark = pytest.mark.kustomize
 
 OVERLAYS = ["dev", "staging", "prod"]
 # Secrets the overlays expect to be created beforehand (see their kustomization.yaml).
 EXTERNAL = {"Secret/userapi-tokens", "Secret/userapi-db", "Secret/rds-ca"}
 
 
-def kubectl() -> str:
-    found = shutil.which("kubectl")
-    if not found:
-        raise SystemExit("test-kustomize: kubectl not found on PATH (it provides `kubectl kustomize`)")
-    return found
+@pytest.fixture(scope="module")
+def build(tools):
+    """build(overlay) -> objects of `kubectl kustomize deploy/kustomize/overlays/<overlay>`."""
+
+    @functools.cache
+    def kustomize(name: str) -> subprocess.CompletedProcess:
+        return subprocess.run([tools.kubectl, "kustomize", str(chartlib.KUSTOMIZE_DIR / "overlays" / name)],
+                              text=True, capture_output=True)
+
+    def objects(name: str) -> list[dict[str, Any]]:
+        proc = kustomize(name)
+        assert proc.returncode == 0, f"kubectl kustomize {name}: {proc.stderr.strip()}"
+        return [o for o in yaml.safe_load_all(proc.stdout) if o]
+
+    return objects
 
 
-def expectations(name: str, objs: list[dict[str, Any]]) -> list[str]:
+def promises(name: str, objs: list[dict[str, Any]]) -> list[str]:
     problems = []
     kinds = [o["kind"] for o in objs]
     wl = checks.workload(objs)
@@ -74,58 +81,59 @@ def expectations(name: str, objs: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
-def main() -> int:
-    started = time.monotonic()
-    results = Results()
-    work = Path(tempfile.mkdtemp(prefix="userapi-kustomize-"))
-    generated = manifests.generate()
-    drift = [f"{p.relative_to(chartlib.ROOT)} differs from the chart's output: run `make manifests`"
-             for p, text in generated.items() if not p.exists() or p.read_text() != text]
-    results.check("committed Kustomize base and components match the chart (make manifests)", drift)
+def test_base_and_components_match_the_chart():
+    assert_none([f"{p.relative_to(chartlib.ROOT)} differs from the chart's output: run `make manifests`"
+                 for p, text in manifests.generate().items() if not p.exists() or p.read_text() != text])
 
-    schemas = checks.load_crd_schemas()
-    core_files, checkov_files = [], []
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_kubectl_kustomize_builds(name, build):
+    assert build(name)
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_overlay_promises(name, build):
+    assert_none(promises(name, build(name)))
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_restricted_pod_security(name, build):
+    assert_none(checks.check_hardening(build(name)))
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_probes_ports_shutdown_strategy_storage(name, build):
+    assert_none(checks.check_api_pod(build(name)))
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_references_between_objects(name, build):
+    assert_none(checks.check_references(build(name), EXTERNAL))
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_custom_resources_valid(name, build):
+    assert_none(checks.split_for_validation(build(name), checks.load_crd_schemas())[1])
+
+
+@pytest.mark.parametrize("kube", chartlib.KUBE_VERSIONS)
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_kubernetes_validate(name, kube, build):
+    assert_none(checks.kubernetes_validate(checks.split_for_validation(build(name), checks.load_crd_schemas())[0], kube))
+
+
+@pytest.fixture(scope="module")
+def checkov_reports(tools, build, tmp_path_factory) -> list[dict]:
+    work = tmp_path_factory.mktemp("checkov")
     for name in OVERLAYS:
-        proc = subprocess.run([kubectl(), "kustomize", str(chartlib.KUSTOMIZE_DIR / "overlays" / name)],
-                              text=True, capture_output=True)
-        results.check(f"{name}: kubectl kustomize builds", [proc.stderr.strip()] if proc.returncode else [])
-        if proc.returncode:
-            continue
-        objs = [o for o in yaml.safe_load_all(proc.stdout) if o]
-        results.check(f"{name}: overlay promises", expectations(name, objs))
-        results.check(f"{name}: restricted pod security", checks.check_hardening(objs))
-        results.check(f"{name}: probes, ports, shutdown, strategy, storage, PDB/HPA", checks.check_api_pod(objs))
-        results.check(f"{name}: references between objects", checks.check_references(objs, EXTERNAL))
-        core, crd_problems = checks.split_for_validation(objs, schemas)
-        if crd_problems:
-            results.check(f"{name}: custom resources", crd_problems)
-        core_files.append(write_yaml(work / "core" / f"{name}.yaml", core))
-        checkov_files.append(write_yaml(work / "checkov" / f"{name}.yaml", objs))
-
-    for kv in chartlib.KUBE_VERSIONS:
-        results.check(f"kubernetes-validate --strict -k {kv} ({len(core_files)} overlays)", checks.kubernetes_validate(core_files, kv))
-
-    skips = checks.load_checkov_skips()
-    proc = subprocess.run(checks.checkov_command(["-d", str(work / "checkov")], "kubernetes"), text=True, capture_output=True)
-    problems, passed = [], 0
-    try:
-        for report in checks.checkov_results(proc.stdout):
-            failures, accepted, n = checks.classify_checkov(report, skips, set())
-            problems += failures
-            passed += n
-            for a in accepted:
-                print(f"     accepted (checkov-skips.yaml): {a}")
-    except ValueError:
-        problems.append(f"checkov printed no JSON (exit {proc.returncode}): {proc.stderr.strip()[-800:]}")
-    if passed == 0 and not problems:
-        problems.append("checkov ran no passing check at all: nothing was scanned")
-    results.check(f"checkov kubernetes on the overlays: {passed} passed", problems)
-
-    shutil.rmtree(work, ignore_errors=True)
-    print(f"test-kustomize: {time.monotonic() - started:.0f}s")
-    print(f"{results.passed} passed, {len(results.failed)} failed")
-    return 1 if results.failed else 0
+        try:
+            (work / f"{name}.yaml").write_text(chartlib.to_yaml_stream(build(name)))
+        except AssertionError:
+            continue  # reported by the overlay's own tests; its checkov test finds nothing scanned
+    return checks.checkov_reports(checks.checkov(tools.checkov, work, "kubernetes"))
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_checkov(name, checkov_reports):
+    assert checks.checkov_checks(checkov_reports, "passed", name), f"checkov scanned nothing of {name}"
+    assert_none(checks.unaccepted(checks.checkov_checks(checkov_reports, "failed", name), checks.load_checkov_skips()))

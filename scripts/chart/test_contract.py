@@ -1,23 +1,22 @@
-"""Chart <-> app contract test: start the REAL userapi binary exactly as the
-rendered chart would start it in a pod, and check it behaves as the chart
-assumes.
+"""Chart <-> app contract (make test-chart): start the REAL userapi binary
+exactly as the rendered chart would start it in a pod, and check it behaves
+as the chart assumes.
 
-For the default (SQLite) and the postgres-external scenarios it takes the
+For the defaults (SQLite) and postgres-external scenarios it takes the
 rendered Deployment's API container (args, env, probe paths and port, volume
 mounts) and the objects its volumes come from (the ConfigMap's config.yaml,
-the tokens Secret), lays the mounts out under a temp dir, and runs
-$USERAPI_BIN (default .build/debug/userapi) with that environment. Only what
-cannot be the same outside a cluster is translated, and each translation is
-printed:
+the tokens Secret), lays the mounts out under a temp dir, and runs the binary
+(fixture userapi_bin) with that environment. Only what cannot be the same
+outside a cluster is translated, and each translation is noted:
   - mount paths (/etc/userapi, /var/run/secrets/userapi, /data, /tmp) -> the
     temp dir, in env values too;
   - HTTP_HOST 0.0.0.0 -> 127.0.0.1 and HTTP_PORT -> a free port (tests stay
     on loopback); the probe port must be the container port named http, and
     HTTP_PORT must equal it before the translation;
   - postgres-external: the database host/port/user in DATABASE_URL -> the
-    throwaway server of scripts/with-postgres.sh (USERAPI_TEST_POSTGRES_URL),
-    its password into the userapi-db Secret's file, and postgres.tls.mode
-    rendered as disable (that server has no TLS certificate).
+    throwaway server (fixture postgres), its password into the userapi-db
+    Secret's file, and postgres.tls.mode rendered as disable (that server's
+    certificate is not the one the scenario names).
 Then it checks:
   - `userapi config` with that environment accepts it and takes each
     setting from where the chart put it (config file / env), no unknown keys;
@@ -27,8 +26,7 @@ Then it checks:
     token from the rendered Secret) passes against it, run with /bin/sh;
   - SIGTERM: readiness turns 503 while draining, and the process exits 0
     within the pod's terminationGracePeriodSeconds.
-
-The last line is "N passed, M failed, K skipped".
+Mutations of the rendered objects must each be caught, so a pass means something.
 """
 
 from __future__ import annotations
@@ -37,37 +35,20 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
+import pytest
 import yaml
 
 import chartlib
 import checks
+from harness import assert_none, free_port, http, wait_for
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_status(url: str, timeout: float = 2.0) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-        return 0
+pytestmark = pytest.mark.chart
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -80,7 +61,8 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 class Scenario:
-    def __init__(self, name: str, values: dict[str, Any], external_secrets: dict[str, dict[str, str]], binary: Path):
+    def __init__(self, name: str, values: dict[str, Any], external_secrets: dict[str, dict[str, str]], binary: Path,
+                 work: Path):
         self.name = name
         self.binary = binary
         self.external = external_secrets
@@ -91,7 +73,7 @@ class Scenario:
         self.pod = wl["spec"]["template"]["spec"]
         self.container = checks.api_container(self.pod)
         self.test_pod = next(o for o in self.objs if o["kind"] == "Pod" and o["metadata"].get("annotations", {}).get("helm.sh/hook") == "test")
-        self.work = Path(tempfile.mkdtemp(prefix=f"userapi-contract-{name}-"))
+        self.work = work
         self.notes: list[str] = []
 
     # --- volumes ------------------------------------------------------------
@@ -156,6 +138,10 @@ class Scenario:
         return env
 
 
+def status(url: str) -> int:
+    return http("GET", url, timeout=2)[0]
+
+
 def run_scenario(sc: Scenario, pg_url: str | None) -> list[str]:
     problems: list[str] = []
     c = sc.container
@@ -188,14 +174,13 @@ def run_scenario(sc: Scenario, pg_url: str | None) -> list[str]:
         problems.append(f"container overrides the image ENTRYPOINT with {c['command']}")
 
     # 1. The app accepts the configuration and reads each part from where the chart put it.
-    cfg = subprocess.run([str(sc.binary), "config", "--format", "json"], env=env, cwd=cwd, text=True, capture_output=True, timeout=60)
+    cfg = subprocess.run([str(sc.binary), "config", "--format", "json"], env=env, cwd=cwd, text=True, capture_output=True, timeout=120)
     if cfg.returncode != 0:
         return problems + [f"`userapi config` rejected the chart's configuration (exit {cfg.returncode}): {cfg.stderr.strip()}"]
     effective = json.loads(cfg.stdout)
     if "unknown key" in cfg.stderr:
         problems.append(f"the app ignores keys of the rendered config file: {cfg.stderr.strip()}")
-    config_file = env.get("CONFIG_FILE", "")
-    for key, value in flatten(yaml.safe_load(Path(config_file).read_text()) or {}).items():
+    for key, value in flatten(yaml.safe_load(Path(env.get("CONFIG_FILE", "")).read_text()) or {}).items():
         got = effective.get(key)
         if got is None:
             problems.append(f"config.yaml key {key} is not an app setting")
@@ -216,60 +201,59 @@ def run_scenario(sc: Scenario, pg_url: str | None) -> list[str]:
     with open(log_path, "w") as log:
         proc = subprocess.Popen([str(sc.binary), *args], env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
+    readiness = base + c["readinessProbe"]["httpGet"]["path"]
     try:
+        # The kubelet restarts the container when the startup probe has not passed within its budget.
         startup = c["startupProbe"]
-        budget = min(startup["periodSeconds"] * startup["failureThreshold"], 90)
-        deadline = time.monotonic() + budget
-        ready = 0
-        while time.monotonic() < deadline and proc.poll() is None:
-            ready = http_status(base + c["readinessProbe"]["httpGet"]["path"])
-            if ready in (200, 404):  # 404: the probe path is not served at all; waiting will not help
-                break
-            time.sleep(0.2)
+        budget = startup["periodSeconds"] * startup["failureThreshold"]
+
+        def settled() -> int:  # 404: the probe path is not served at all; waiting will not help
+            answer = status(readiness)
+            return answer if answer in (200, 404) else 0
+
+        try:
+            ready = wait_for("readiness", settled, budget, 0.2, proc)
+        except (TimeoutError, RuntimeError) as exc:
+            ready = exc
         if ready != 200:
-            return problems + [f"readiness path {c['readinessProbe']['httpGet']['path']} answered {ready} (not 200) within {budget}s, exit {proc.poll()}: {log_path.read_text()[-1500:]}"]
+            return problems + [f"readiness path {c['readinessProbe']['httpGet']['path']} answered {ready} (not 200) within "
+                               f"{budget}s, exit {proc.poll()}: {log_path.read_text()[-1500:]}"]
         for probe in ("startupProbe", "livenessProbe"):
-            status = http_status(base + c[probe]["httpGet"]["path"])
-            if status != 200:
-                problems.append(f"{probe} path {c[probe]['httpGet']['path']} answered {status}")
+            answer = status(base + c[probe]["httpGet"]["path"])
+            if answer != 200:
+                problems.append(f"{probe} path {c[probe]['httpGet']['path']} answered {answer}")
         if "unknown key" in log_path.read_text():
             problems.append("the server logged unknown config keys")
 
         # 3. The helm test pod's script, unchanged, against this server.
-        tp = sc.test_pod
-        tc = tp["spec"]["containers"][0]
-        tmapping = sc.lay_out(tp["spec"], tc, sc.work / "test-pod")
-        tenv = sc.container_env(tc, tmapping)
+        tc = sc.test_pod["spec"]["containers"][0]
+        tenv = sc.container_env(tc, sc.lay_out(sc.test_pod["spec"], tc, sc.work / "test-pod"))
         sc.notes.append(f"helm test: USERAPI_URL {tenv['USERAPI_URL']} -> {base}")
         tenv["USERAPI_URL"] = base
         tenv["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")
         if tc["command"][:1] != ["/bin/sh"]:
             problems.append(f"helm test command is {tc['command']}, expected /bin/sh")
-        test = subprocess.run([*tc["command"], *tc["args"]], env=tenv, text=True, capture_output=True, timeout=60)
+        test = subprocess.run([*tc["command"], *tc["args"]], env=tenv, text=True, capture_output=True, timeout=120)
         if test.returncode != 0:
             problems.append(f"helm test script failed (exit {test.returncode}): {(test.stdout + test.stderr).strip()}")
         else:
             sc.notes.append(test.stdout.strip())
 
-        # 4. Graceful shutdown within the pod's grace period.
+        # 4. Graceful shutdown within the pod's grace period. Readiness must turn 503
+        # while draining: polled until it does, or the listener closes (the drain is over).
         grace = sc.pod.get("terminationGracePeriodSeconds", 30)
         drain = checks.seconds(env["SHUTDOWN_DRAIN_DELAY"])
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        draining = 0
-        while time.monotonic() - started < max(drain - 0.5, 0.5):
-            draining = http_status(base + c["readinessProbe"]["httpGet"]["path"])
-            if draining == 503:
-                break
-            time.sleep(0.1)
-        if drain >= 1 and draining != 503:
-            problems.append(f"readiness did not turn 503 during the {drain:.0f}s drain (got {draining})")
+        if drain >= 1:
+            seen = wait_for("readiness after SIGTERM", lambda: {status(readiness)} & {503, 0}, interval=0.05)
+            if seen != {503}:
+                problems.append(f"readiness did not turn 503 during the {drain:.0f}s drain (the listener closed first)")
         try:
-            code = proc.wait(timeout=grace)
-            elapsed = time.monotonic() - started
+            code = proc.wait(timeout=max(0.0, grace - (time.monotonic() - started)))
             if code != 0:
                 problems.append(f"exited {code} after SIGTERM")
-            sc.notes.append(f"SIGTERM -> exit {code} after {elapsed:.1f}s (drain {drain:.0f}s, grace {grace}s)")
+            sc.notes.append(f"SIGTERM -> exit {code} after {time.monotonic() - started:.1f}s (drain {drain:.0f}s, grace {grace}s)")
         except subprocess.TimeoutExpired:
             problems.append(f"still running {grace}s (terminationGracePeriodSeconds) after SIGTERM: the kubelet would SIGKILL it")
     finally:
@@ -279,105 +263,49 @@ def run_scenario(sc: Scenario, pg_url: str | None) -> list[str]:
     return problems
 
 
-# Mutations of the rendered objects that the test must catch, so a passing
-# run means something: (name, change, text expected in the failure).
-def _set_readiness_path(sc: Scenario) -> None:
-    sc.container["readinessProbe"]["httpGet"]["path"] = "/ready"
+def test_contract_defaults(userapi_bin, tmp_path):
+    sc = Scenario("defaults", chartlib.load_values([chartlib.CI_DIR / "defaults-values.yaml"]), {}, userapi_bin, tmp_path)
+    assert_none(run_scenario(sc, None), "\n".join(sc.notes))
 
 
-def _unknown_config_key(sc: Scenario) -> None:
-    cm = sc.by_name[("ConfigMap", chartlib.RELEASE)]
-    cm["data"]["config.yaml"] += "cache:\n  size: 1\n"
+def test_contract_postgres_external(userapi_bin, postgres, tmp_path):
+    # The throwaway server's certificate is not the scenario's CA: TLS off, noted.
+    override = {"postgres": {"tls": {"mode": "disable", "caSecret": ""}}}
+    values = chartlib.deep_merge(chartlib.load_values([chartlib.CI_DIR / "postgres-external-values.yaml"]), override)
+    ext = values["postgres"]["external"]
+    secrets = {ext["existingSecret"]: {ext.get("passwordKey", "password"): urlsplit(postgres.url).password or ""}}
+    sc = Scenario("postgres-external", values, secrets, userapi_bin, tmp_path)
+    sc.notes.append(f"rendered with {override}")
+    assert_none(run_scenario(sc, postgres.url), "\n".join(sc.notes))
 
 
-def _port_mismatch(sc: Scenario) -> None:
-    next(e for e in sc.container["env"] if e["name"] == "HTTP_PORT")["value"] = "9090"
+# Mutations of the rendered objects that the test must catch: (change, text expected in a problem).
+def _env(sc: Scenario, name: str, value: str) -> None:
+    next(e for e in sc.container["env"] if e["name"] == name)["value"] = value
 
 
-def _short_grace(sc: Scenario) -> None:
-    sc.pod["terminationGracePeriodSeconds"] = 2
+MUTATIONS: dict[str, tuple[Callable[[Scenario], None], str]] = {
+    "readiness probe on a path the app does not serve": (
+        lambda sc: sc.container["readinessProbe"]["httpGet"].update(path="/ready"), "answered 404"),
+    "config file with a key the app does not know": (
+        lambda sc: sc.by_name[("ConfigMap", chartlib.RELEASE)]["data"].update(
+            {"config.yaml": sc.by_name[("ConfigMap", chartlib.RELEASE)]["data"]["config.yaml"] + "cache:\n  size: 1\n"}),
+        "is not an app setting"),
+    "HTTP_PORT differs from the container port": (lambda sc: _env(sc, "HTTP_PORT", "9090"), "is not the container port named http"),
+    "grace period shorter than the drain": (
+        lambda sc: sc.pod.update(terminationGracePeriodSeconds=2), "the kubelet would SIGKILL it"),
+    "tokens file outside the mounted Secret": (
+        lambda sc: _env(sc, "AUTH_TOKENS_FILE", "/var/run/secrets/other/tokens"), "exit 78"),
+}
 
 
-def _tokens_elsewhere(sc: Scenario) -> None:
-    next(e for e in sc.container["env"] if e["name"] == "AUTH_TOKENS_FILE")["value"] = "/var/run/secrets/other/tokens"
-
-
-MUTATIONS = [
-    ("readiness probe on a path the app does not serve", _set_readiness_path, "answered 404"),
-    ("config file with a key the app does not know", _unknown_config_key, "is not an app setting"),
-    ("HTTP_PORT differs from the container port", _port_mismatch, "is not the container port named http"),
-    ("grace period shorter than the drain", _short_grace, "the kubelet would SIGKILL it"),
-    ("tokens file outside the mounted Secret", _tokens_elsewhere, "exit 78"),
-]
-
-
-def run_mutations(binary: Path) -> tuple[int, int]:
-    passed = failed = 0
-    values = chartlib.load_values([chartlib.CI_DIR / "defaults-values.yaml"])
-    for name, mutate, expected in MUTATIONS:
-        sc = Scenario("mutation", values, {}, binary)
-        mutate(sc)
-        try:
-            problems = run_scenario(sc, None)
-        except (AssertionError, OSError, subprocess.SubprocessError) as exc:
-            problems = [f"{type(exc).__name__}: {exc}"]
-        caught = any(expected in p for p in problems)
-        if caught:
-            passed += 1
-            print(f"ok   mutation[{name}] is caught: {next(p for p in problems if expected in p)[:160]}")
-        else:
-            failed += 1
-            print(f"FAIL mutation[{name}] was not caught (expected {expected!r}); problems: {problems}")
-        subprocess.run(["rm", "-rf", str(sc.work)], check=False)
-    return passed, failed
-
-
-def main() -> int:
-    binary = Path(os.environ.get("USERAPI_BIN", chartlib.ROOT / ".build" / "debug" / "userapi")).resolve()
-    if not binary.is_file():
-        print(f"FAIL contract: the userapi binary {binary} does not exist (build it, or set USERAPI_BIN)")
-        print("0 passed, 1 failed, 0 skipped")
-        return 1
-    pg_url = os.environ.get("USERAPI_TEST_POSTGRES_URL")
-    passed, failed, skipped = 0, 0, 0
-    cases = [("defaults", chartlib.CI_DIR / "defaults-values.yaml", {}, None)]
-    if pg_url:
-        pw = urlsplit(pg_url).password or ""
-        cases.append(("postgres-external", chartlib.CI_DIR / "postgres-external-values.yaml",
-                      {"postgres": {"tls": {"mode": "disable", "caSecret": ""}}}, pw))
-    else:
-        print("skip contract[postgres-external]: USERAPI_TEST_POSTGRES_URL is not set (run through scripts/with-postgres.sh)")
-        skipped += 1
-    for name, values_file, override, pw in cases:
-        values = chartlib.deep_merge(chartlib.load_values([values_file]), override)
-        external = {}
-        if pw is not None:
-            v = values["postgres"]["external"]
-            external[v["existingSecret"]] = {v.get("passwordKey", "password"): pw}
-        try:
-            sc = Scenario(name, values, external, binary)
-            if override:
-                sc.notes.append(f"rendered with {override} (the throwaway server has no TLS)")
-            problems = run_scenario(sc, pg_url if pw is not None else None)
-        except (AssertionError, chartlib.RenderError, OSError, subprocess.SubprocessError) as exc:
-            problems = [f"{type(exc).__name__}: {exc}"]
-            sc = None
-        for note in (sc.notes if sc else []):
-            print(f"     {note}")
-        if problems:
-            failed += 1
-            print(f"FAIL contract[{name}]")
-            for p in problems:
-                print(f"     {p}")
-        else:
-            passed += 1
-            print(f"ok   contract[{name}]: the real binary runs as the chart configures it")
-            subprocess.run(["rm", "-rf", str(sc.work)], check=False)
-    mp, mf = run_mutations(binary)
-    passed, failed = passed + mp, failed + mf
-    print(f"{passed} passed, {failed} failed, {skipped} skipped")
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+@pytest.mark.parametrize("mutation", MUTATIONS)
+def test_contract_catches(mutation, userapi_bin, tmp_path):
+    change, expected = MUTATIONS[mutation]
+    sc = Scenario("mutation", chartlib.load_values([chartlib.CI_DIR / "defaults-values.yaml"]), {}, userapi_bin, tmp_path)
+    change(sc)
+    try:
+        problems = run_scenario(sc, None)
+    except (AssertionError, OSError, subprocess.SubprocessError) as exc:
+        problems = [f"{type(exc).__name__}: {exc}"]
+    assert any(expected in p for p in problems), f"not caught (expected {expected!r}); problems: {problems}"
