@@ -55,8 +55,8 @@ Usage: $(basename "$0") [options]
 Installs k3s ${K3S_VERSION} (checksum-verified) and the userapi chart in SQLite
 mode behind Traefik with TLS, then prints the URL and an API token.
 
-  --image REPO          image repository, e.g. ghcr.io/example/userapi (required
-                        while the chart's default still says OWNER)
+  --image REPO          image repository, e.g. ghcr.io/<owner>/userapi (required:
+                        the chart's default ghcr.io/example/userapi is a placeholder)
   --tag TAG             image tag (default: the chart's appVersion)
   --host NAME           host name for the ingress and certificate
                         (default: this host's fully qualified name)
@@ -183,7 +183,7 @@ fi
 [[ -n "$chart_dir" && -f "$chart_dir/Chart.yaml" ]] || die "chart not found (expected deploy/helm/userapi next to this script, or --chart DIR)"
 
 chart_default_repo="$(awk '/^image:/ {in_image=1; next} in_image && /^[^ ]/ {in_image=0} in_image && $1 == "repository:" {print $2; exit}' "$chart_dir/values.yaml")"
-image="${image:-$chart_default_repo}"
+# The chart's default repository is a placeholder: the image must be named.
 [[ -n "$image" && "$image" != *OWNER* ]] || die "set --image to the repository your userapi image is published in (the chart default is a placeholder: ${chart_default_repo:-none})"
 if [[ -z "$tag" ]]; then
   tag="$(awk -F'"' '/^appVersion:/ {print $2}' "$chart_dir/Chart.yaml")"

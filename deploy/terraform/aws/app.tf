@@ -72,6 +72,10 @@ resource "kubernetes_namespace" "userapi" {
       "pod-security.kubernetes.io/enforce" = "restricted"
       "pod-security.kubernetes.io/audit"   = "restricted"
       "pod-security.kubernetes.io/warn"    = "restricted"
+      # ALB IP targets: the controller injects its pod readiness gate, so a
+      # rolling update waits until the ALB reports a new pod healthy before
+      # it removes an old one.
+      "elbv2.k8s.aws/pod-readiness-gate-inject" = "enabled"
     }
   }
 
@@ -80,8 +84,9 @@ resource "kubernetes_namespace" "userapi" {
 
 # ---------------------------------------------------------------- secrets
 
-# The database password, from the same random_password as RDS and Secrets
-# Manager; mounted by the chart as /var/run/secrets/userapi/db/password.
+# The application role's password (database_roles.tf creates the role with
+# it); mounted by the chart as /var/run/secrets/userapi/db/password. The RDS
+# master password is not in this namespace.
 resource "kubernetes_secret" "db_password" {
   metadata {
     name      = "userapi-db"
@@ -200,6 +205,7 @@ resource "helm_release" "userapi" {
     helm_release.aws_load_balancer_controller,
     helm_release.metrics_server,
     aws_vpc_security_group_ingress_rule.db_from_nodes,
+    kubernetes_job_v1.db_bootstrap,
     aws_secretsmanager_secret_version.db,
   ]
 }

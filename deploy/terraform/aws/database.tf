@@ -102,10 +102,19 @@ resource "aws_db_parameter_group" "postgres" {
   }
 }
 
-resource "random_password" "db" {
+# The RDS master password (rds_superuser): Secrets Manager and the bootstrap
+# Job only. The pods log in as the application role (random_password.db).
+resource "random_password" "db_master" {
   length = 40
   # Characters RDS accepts in a master password ('/', '@', '"' and space are not allowed).
   override_special = "!#$%^&*()-_=+[]{}<>:?"
+}
+
+# The application role's password (var.db_username), mounted into the pods.
+resource "random_password" "db" {
+  length = 40
+  # No quote characters: the bootstrap Job passes it to psql as a variable.
+  override_special = "!#%^*()-_=+[]{}<>:?"
 }
 
 resource "aws_iam_role" "rds_monitoring" {
@@ -133,8 +142,8 @@ resource "aws_db_instance" "userapi" {
   instance_class = var.db_instance_class
 
   db_name  = var.db_name
-  username = var.db_username
-  password = random_password.db.result
+  username = var.db_master_username
+  password = random_password.db_master.result
   port     = 5432
 
   multi_az               = var.db_multi_az
@@ -150,7 +159,10 @@ resource "aws_db_instance" "userapi" {
   storage_encrypted     = true
   kms_key_id            = aws_kms_key.main.arn
 
-  iam_database_authentication_enabled = true
+  # Off: userapi authenticates with a password file (re-read when it opens
+  # connections), not with 15-minute IAM tokens, and nothing else logs in; an
+  # enabled but unused login path is attack surface without benefit.
+  iam_database_authentication_enabled = false
   auto_minor_version_upgrade          = true
   allow_major_version_upgrade         = false
   apply_immediately                   = false
@@ -181,7 +193,7 @@ resource "aws_db_instance" "userapi" {
 # in app.tf carries the same password to the pods.
 resource "aws_secretsmanager_secret" "db" {
   name_prefix             = "${var.name}/database-"
-  description             = "userapi PostgreSQL credentials (username, password, host, port, dbname)"
+  description             = "userapi PostgreSQL master credentials, break-glass (username, password, host, port, dbname)"
   kms_key_id              = aws_kms_key.main.arn
   recovery_window_in_days = 7
 }
@@ -190,8 +202,8 @@ resource "aws_secretsmanager_secret_version" "db" {
   secret_id = aws_secretsmanager_secret.db.id
   secret_string = jsonencode({
     engine   = "postgres"
-    username = var.db_username
-    password = random_password.db.result
+    username = var.db_master_username
+    password = random_password.db_master.result
     host     = aws_db_instance.userapi.address
     port     = aws_db_instance.userapi.port
     dbname   = var.db_name

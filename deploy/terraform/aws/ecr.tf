@@ -32,6 +32,29 @@ resource "aws_ecr_lifecycle_policy" "userapi" {
       },
       {
         rulePriority = 2
+        description  = "Pull-request builds (pr-<number>) expire 14 days after their push"
+        selection = {
+          tagStatus     = "tagged"
+          tagPrefixList = ["pr-"]
+          countType     = "sinceImagePushed"
+          countUnit     = "days"
+          countNumber   = 14
+        }
+        action = { type = "expire" }
+      },
+      {
+        rulePriority = 3
+        description  = "Keep the newest 200 commit builds (sha-<commit>) of main"
+        selection = {
+          tagStatus     = "tagged"
+          tagPrefixList = ["sha-"]
+          countType     = "imageCountMoreThan"
+          countNumber   = 200
+        }
+        action = { type = "expire" }
+      },
+      {
+        rulePriority = 4
         description  = "Keep the newest 100 tagged images (enough to roll back far)"
         selection = {
           tagStatus   = "any"

@@ -94,3 +94,21 @@ module "lb_controller_irsa" {
     }
   }
 }
+
+# IRSA role of the cluster autoscaler: only its service account in kube-system
+# can assume it, with the module's policy scoped to this cluster's node groups.
+module "cluster_autoscaler_irsa" {
+  # terraform-aws-modules/iam/aws//modules/iam-role-for-service-accounts-eks v5.44.0
+  source = "git::https://github.com/terraform-aws-modules/terraform-aws-iam.git//modules/iam-role-for-service-accounts-eks?ref=89fe17a6549728f1dc7e7a8f7b707486dfb45d89"
+
+  role_name                        = "${var.name}-cluster-autoscaler"
+  attach_cluster_autoscaler_policy = true
+  cluster_autoscaler_cluster_names = [module.eks.cluster_name]
+
+  oidc_providers = {
+    main = {
+      provider_arn               = module.eks.oidc_provider_arn
+      namespace_service_accounts = ["kube-system:cluster-autoscaler"]
+    }
+  }
+}

@@ -49,12 +49,12 @@ output "db_name" {
 }
 
 output "db_username" {
-  description = "Database user userapi logs in as."
+  description = "Application role userapi logs in as (not the RDS master; see database_roles.tf)."
   value       = var.db_username
 }
 
 output "db_secret_arn" {
-  description = "Secrets Manager secret with the database credentials."
+  description = "Secrets Manager secret with the RDS master credentials (break-glass; the pods use the application role)."
   value       = aws_secretsmanager_secret.db.arn
 }
 

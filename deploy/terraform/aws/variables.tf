@@ -240,13 +240,35 @@ variable "db_name" {
 }
 
 variable "db_username" {
-  description = "Master user of the database, which userapi logs in as. Its password is generated, kept in Secrets Manager and copied into a Kubernetes Secret."
+  description = "Application role userapi logs in as: LOGIN only, no superuser or role/database creation rights; it owns (only) its schema, so migrations work. Created by the bootstrap Job (database_roles.tf); its password is generated and reaches the pods as a Kubernetes Secret."
   type        = string
   default     = "userapi"
 
   validation {
     condition     = can(regex("^[a-z][a-z0-9_]{0,62}$", var.db_username)) && !contains(["postgres", "admin", "rdsadmin"], var.db_username)
     error_message = "db_username must be a lowercase identifier and not a reserved name (postgres, admin, rdsadmin)."
+  }
+}
+
+variable "db_master_username" {
+  description = "RDS master user (rds_superuser). Used only by the bootstrap Job that creates the application role, and for break-glass access; its password lives in Secrets Manager and never reaches the userapi pods."
+  type        = string
+  default     = "userapi_admin"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9_]{0,62}$", var.db_master_username)) && !contains(["postgres", "admin", "rdsadmin"], var.db_master_username)
+    error_message = "db_master_username must be a lowercase identifier and not a reserved name (postgres, admin, rdsadmin)."
+  }
+}
+
+variable "db_bootstrap_image" {
+  description = "Image with psql for the database bootstrap Job (runs as its non-root postgres user, UID 70). Pin a digest in production."
+  type        = string
+  default     = "docker.io/library/postgres:17.6-alpine3.22"
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9./_-]*(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?(@sha256:[a-f0-9]{64})?$", var.db_bootstrap_image))
+    error_message = "db_bootstrap_image must be a lower-case image reference (registry/path[:tag][@sha256:digest])."
   }
 }
 
