@@ -18,23 +18,15 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
-
 import pytest
 
 import harness
+from harness import unavailable
 
 sys.dont_write_bytecode = True  # no __pycache__ in the work tree (make also sets PYTHONDONTWRITEBYTECODE)
 
 SCRIPTS = Path(__file__).resolve().parent
 TOOLS_DIR = SCRIPTS / "tools"
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Something a check needs is missing: a failure in CI, a skip with the reason elsewhere."""
-    if harness.IN_CI:
-        pytest.fail(f"{reason} (CI=true: missing is a failure)", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.hookimpl(tryfirst=True)

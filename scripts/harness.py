@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 ROOT = Path(__file__).resolve().parents[1]
 # GitHub, GitLab and .ci/run set CI=true: there a missing tool, binary or database fails a check.
@@ -52,14 +52,15 @@ def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None
 
 
 def wait_for(what: str, predicate: Callable[[], Any], timeout: float = WAIT_LIMIT, interval: float = 0.1,
-             process: subprocess.Popen | None = None, log: Path | None = None) -> Any:
+             process: subprocess.Popen | list[subprocess.Popen] | None = None, log: Path | None = None) -> Any:
     """Polls predicate until it returns something truthy (and returns that). Gives up
-    after timeout, or at once when `process` has exited; the error carries the log's tail."""
+    after timeout, or at once when a `process` has exited; the error carries the log's tail."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
+    processes = process if isinstance(process, list) else [process] if process else []
     while True:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{what}: the process exited with {process.returncode}{tail(log)}")
+        if dead := [p for p in processes if p.poll() is not None]:
+            raise RuntimeError(f"{what}: {Path(dead[0].args[0]).name} exited with {dead[0].returncode}{tail(log)}")
         try:
             value = predicate()
             if value:
@@ -71,6 +72,15 @@ def wait_for(what: str, predicate: Callable[[], Any], timeout: float = WAIT_LIMI
         time.sleep(interval)
 
 
+def unavailable(reason: str) -> NoReturn:
+    """Something a check needs is missing: a failure in CI, a skip with the reason elsewhere."""
+    import pytest
+
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: missing is a failure)", pytrace=False)
+    pytest.skip(reason)
+
+
 def assert_none(problems: list[str], what: str = "") -> None:
     """Fails with every problem listed; an empty list passes."""
     __tracebackhide__ = True
@@ -78,10 +88,13 @@ def assert_none(problems: list[str], what: str = "") -> None:
 
 
 def tail(log: Path | None, lines: int = 25) -> str:
+    """The end of a log, or from its first line that is not JSON (a crash report) on."""
     if log is None or not Path(log).exists():
         return ""
-    return "\n--- last lines of " + Path(log).name + ":\n" + "\n".join(
-        Path(log).read_text(errors="replace").splitlines()[-lines:])
+    text = Path(log).read_text(errors="replace").splitlines()
+    crash = next((i for i, line in enumerate(text) if line and not line.startswith("{")), None)
+    shown = text[crash:crash + 3 * lines] if crash is not None else text[-lines:]
+    return f"\n--- {Path(log).name}:\n" + "\n".join(shown)
 
 
 @dataclass

@@ -381,9 +381,9 @@ def load_checkov_skips() -> list[dict[str, Any]]:
     return skips
 
 
-def checkov(checkov_bin: str, directory: Path, framework: str, **popen: Any) -> subprocess.Popen:
+def checkov(checkov_bin: str, directory: Path, framework: str, *extra: str, **popen: Any) -> subprocess.Popen:
     """checkov started on a directory, JSON on stdout; several can run at once."""
-    cmd = [checkov_bin, "--skip-download", "--framework", framework, "--compact", "-o", "json", "-d", str(directory)]
+    cmd = [checkov_bin, "--skip-download", "--framework", framework, "--compact", "-o", "json", "-d", str(directory), *extra]
     return subprocess.Popen(cmd, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
 
 

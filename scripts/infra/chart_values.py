@@ -1,17 +1,19 @@
 """Validates values given to deploy/helm/userapi the way `helm install` does:
 the chart's defaults merged with the given values, checked against the
-chart's values.schema.json (unknown keys, types, enums, patterns)."""
+chart's values.schema.json (unknown keys, types, enums, patterns), and
+rendered by the Helm library the chart's own tests use (chartlib)."""
 
 from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import jsonschema
 import yaml
 
-CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "userapi"
+import chartlib
+
+CHART = chartlib.CHART_DIR
 
 
 def merge(base, override):
@@ -28,38 +30,54 @@ def schema_errors(values: dict) -> list[str]:
     """Problems the chart's schema finds with defaults + values (empty list: valid)."""
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     schema = json.loads((CHART / "values.schema.json").read_text())
-    merged = merge(defaults, values)
     validator = jsonschema.Draft7Validator(schema)
     return [f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
-            for e in sorted(validator.iter_errors(merged), key=lambda e: list(map(str, e.absolute_path)))]
+            for e in sorted(validator.iter_errors(merge(defaults, values)), key=lambda e: list(map(str, e.absolute_path)))]
 
 
 def render(values: dict, namespace: str = "userapi") -> list[dict]:
-    """Objects of `helm template userapi deploy/helm/userapi` with these values,
-    rendered by the Helm library the chart's own tests use (scripts/chart/chartlib.py).
+    """Objects of `helm template userapi deploy/helm/userapi` with these values.
     Raises chartlib.RenderError when Helm refuses (schema or a template `fail`)."""
-    import sys
-
-    sys.path.insert(0, str(CHART.parents[2] / "scripts" / "chart"))
-    import chartlib  # noqa: PLC0415 - the chart's test helper, owned by the chart
-
     return chartlib.objects(chartlib.render(values, name="userapi", namespace=namespace), include_tests=False)
-
-
-def check_and_render(values: dict, who: str, check) -> list[dict]:
-    """The shared part of every "does the chart accept these values" check:
-    the schema, then a real render. `check(ok, name, detail)` records each
-    result; returns the rendered objects (empty when Helm refused)."""
-    errors = schema_errors(values)
-    check(not errors, f"{who} chart values pass the chart's values.schema.json", "; ".join(errors))
-    try:
-        objs = render(values)
-        check(True, f"helm renders the chart with {who} values")
-        return objs
-    except Exception as exc:  # noqa: BLE001 - Helm's refusal is the finding
-        check(False, f"helm renders the chart with {who} values", str(exc)[:800])
-        return []
 
 
 def find(objs: list[dict], kind: str) -> list[dict]:
     return [o for o in objs if o.get("kind") == kind]
+
+
+def key_paths(value, prefix=()) -> list[tuple]:
+    """Key paths of a values tree; list items are checked through their first element."""
+    paths = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            paths.append(prefix + (k,))
+            paths.extend(key_paths(v, prefix + (k,)))
+    elif isinstance(value, list) and value and isinstance(value[0], dict):
+        paths.extend(key_paths(value[0], prefix + ("[]",)))
+    return paths
+
+
+def has_path(tree, path: tuple) -> bool:
+    """Whether the chart's values.yaml has this key path; an empty default list
+    (e.g. ingress.tls) has no keys to compare with and accepts any item."""
+    node = tree
+    for part in path:
+        if part == "[]":
+            if not isinstance(node, list):
+                return False
+            if not node:
+                return True
+            node = node[0]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return False
+    return True
+
+
+def unknown_keys(values: dict, free_form: tuple[tuple, ...] = ()) -> list[str]:
+    """Keys the values set that the chart's values.yaml does not have (below a
+    free-form map such as podAnnotations any key goes)."""
+    chart = yaml.safe_load((CHART / "values.yaml").read_text())
+    return [".".join(p) for p in key_paths(values)
+            if not any(p[:len(f)] == f and len(p) > len(f) for f in free_form) and not has_path(chart, p)]

@@ -125,18 +125,3 @@ def with_bool(expr: str) -> str:
         out.append(expr[i:j])
         i = j
     return "".join(out)
-
-
-def _self_test() -> None:
-    e = 'sum by (route, le) (rate(http_request_duration_seconds_bucket{job=~"a|b",route!="/x{y}"}[5m])) > 0.5 and on (job) up == 0'
-    assert metric_names(e) == {"http_request_duration_seconds_bucket", "up"}, metric_names(e)
-    assert with_bool(e).count(" bool") == 2, with_bool(e)
-    assert "!=" in with_bool(e) and '"/x{y}"' in with_bool(e)
-    assert with_bool("a > bool 1") == "a > bool 1"
-    assert metric_names("histogram_quantile(0.99, sum without (instance) (rate(x_bucket[1m] offset 5m)))") == {"x_bucket"}
-    assert metric_names("ns:rec:ratio_rate5m / 1e3") == {"ns:rec:ratio_rate5m"}
-
-
-if __name__ == "__main__":
-    _self_test()
-    print("promql helper self-test ok")
