@@ -15,7 +15,7 @@ image: ## Build the container image $(IMAGE):$(TAG) from the Dockerfile (podman,
 	$(CONTAINER_ENV) scripts/container/build.sh
 
 image-lint: ## hadolint the Dockerfile (zero findings)
-	"$$(scripts/tools/ensure-venv.sh)/hadolint" --failure-threshold info Dockerfile
+	$(PYTEST) -m container -k hadolint
 
 image-run: ## Run the image read-only on 127.0.0.1:8080 with a volume (Ctrl-C stops it)
 	CONTAINERS_CONF=$(CURDIR)/scripts/container/containers.conf podman run --rm -it --read-only --cap-drop=ALL \
@@ -23,15 +23,17 @@ image-run: ## Run the image read-only on 127.0.0.1:8080 with a volume (Ctrl-C st
 	  -e AUTH_TOKENS $(IMAGE):$(TAG)
 
 image-test: ## Container smoke test against $(IMAGE):$(TAG) (build it first with make image)
-	$(CONTAINER_ENV) scripts/container/smoke-test.sh
+	$(CONTAINER_ENV) $(PYTEST) -m container -k smoke
 
 image-size: ## Runtime image size by layer
 	$(CONTAINER_ENV) scripts/container/size.sh
 
-test-image: image-lint compose-check image image-test image-size ## Lint, build, smoke-test the image and check compose.yaml
+test-image: image ## Lint, build, smoke-test the image and check compose.yaml
+	$(CONTAINER_ENV) $(PYTEST) -m container
+	@$(MAKE) --no-print-directory image-size
 
 compose-check: ## Validate compose.yaml with podman-compose
-	scripts/container/compose-check.sh
+	$(PYTEST) -m container -k compose
 
 compose-up: ## Start userapi + PostgreSQL with podman-compose (generates ./secrets on first run)
 	scripts/container/compose-secrets.sh

@@ -59,7 +59,7 @@ TOOLS = {
                      "podman-compose", "schemathesis", "python"], "venv"),
     "checkov": "checkov",
     "promtool": "apt:prometheus", "prometheus": "apt:prometheus", "haproxy": "apt:haproxy", "wrk": "apt:wrk",
-    "podman": "apt:podman", "kubectl": "path", "terraform": "path", "helm": "shim",
+    "podman": "apt:podman runc", "kubectl": "path", "terraform": "path", "helm": "shim",
 }
 
 
@@ -93,8 +93,8 @@ class Tools:
             elif how == "shim":
                 path = str(SCRIPTS / "chart" / "bin" / "helm")
             else:
-                if how.startswith("apt:") and not shutil.which(name):
-                    self._installer("ensure-apt.sh", how.removeprefix("apt:"))
+                if how.startswith("apt:"):
+                    self._installer("ensure-apt.sh", *how.removeprefix("apt:").split())
                 path = shutil.which(name) or ""
             if not path or not os.access(path, os.X_OK):
                 unavailable(f"{name}: not found ({how})")

@@ -53,8 +53,9 @@ def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None
 
 def wait_for(what: str, predicate: Callable[[], Any], timeout: float = WAIT_LIMIT, interval: float = 0.1,
              process: subprocess.Popen | list[subprocess.Popen] | None = None, log: Path | None = None) -> Any:
-    """Polls predicate until it returns something truthy (and returns that). Gives up
-    after timeout, or at once when a `process` has exited; the error carries the log's tail."""
+    """Polls predicate until it returns something truthy (and returns that). Gives up after
+    timeout, at once when a `process` has exited or the predicate raises RuntimeError
+    (nothing will change); the error carries the log's tail. Other errors are retried."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     processes = process if isinstance(process, list) else [process] if process else []
@@ -65,6 +66,8 @@ def wait_for(what: str, predicate: Callable[[], Any], timeout: float = WAIT_LIMI
             value = predicate()
             if value:
                 return value
+        except RuntimeError:
+            raise
         except Exception as exc:  # noqa: BLE001 - retried until the deadline
             last = exc
         if time.monotonic() > deadline:

@@ -34,7 +34,7 @@ fi
 work="$(mktemp -d /tmp/userapi-pg.XXXXXX)"
 chmod 755 "$work"
 data="$work/data"
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+port="$(python3 "$root/scripts/harness.py" free-port)"
 password="$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
 printf '%s\n' "$password" > "$work/pwfile"
 # TLS: a CA, and a server certificate for 127.0.0.1/localhost signed by it.
@@ -50,6 +50,7 @@ openssl_quiet x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.
 chmod 600 "$tls/server.key"
 if [[ ${#run_as[@]} -gt 0 ]]; then chown -R "$pg_user" "$work"; fi
 
+# shellcheck disable=SC2329 # run by the trap below
 cleanup() {
   "${run_as[@]}" "$pg_bin/pg_ctl" -D "$data" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$work"

@@ -1,5 +1,5 @@
 // A program that crashes the way a Swift bug does (an out-of-range index traps),
-// run by scripts/container/smoke-test.sh inside the userapi image to prove that a
+// run by scripts/container/test_container.py inside the userapi image to prove that a
 // real crash there prints a symbolicated report and ends the process with the
 // signal, even as PID 1, so that the kubelet or podman restarts it.
 @inline(never)

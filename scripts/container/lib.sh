@@ -7,6 +7,7 @@ SWIFT_IMAGE="${SWIFT_IMAGE:-docker.io/library/swift:6.3.1-bookworm}"
 RUNTIME_IMAGE="${RUNTIME_IMAGE:-gcr.io/distroless/cc-debian12:nonroot}"
 IMAGE="${IMAGE:-localhost/userapi}"
 TAG="${TAG:-dev}"
+# shellcheck disable=SC2034 # used by stand-ins.sh
 cache_dir="$root/.tools/container"
 
 # The podman CLI alone (podman-compose calls `podman version` before anything else).
