@@ -1,6 +1,6 @@
 # CI/CD: lint the pipeline definitions (.github/workflows, .gitlab-ci.yml), keep them
 # calling real make targets, cut releases and deploy. See scripts/pipelines/ and
-# scripts/release/.
+# scripts/release/ (their checks: test_pipelines.py, test_release.py).
 
 TEST_TARGETS += test-pipelines
 
@@ -15,7 +15,7 @@ PROMOTE_FILES ?= $(wildcard deploy/argocd/values/*.yaml deploy/argocd/apps/*.yam
 .PHONY: test-pipelines release release-check helm-deploy promote
 
 test-pipelines: ## Lint workflows + GitLab CI (actionlint, zizmor, checkov, yamllint), check their make targets, test release versioning
-	bash scripts/pipelines/test.sh
+	$(PYTEST) -m "pipelines or release"
 
 # VERSION has a default in the Makefile (the chart's appVersion), so only a
 # VERSION given on the command line or in the environment counts here.

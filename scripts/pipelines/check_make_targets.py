@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Checks that CI definitions run project logic only through `make` targets that exist.
 
 Reads .github/workflows/*.y*ml and .gitlab-ci.yml and, for every shell script a step or job
@@ -19,16 +18,15 @@ command and fails when:
 Deployment and publishing plumbing (helm upgrade/push, cosign, gh, docker login, git) is
 allowed inline: it needs the CI system's credentials and has no local equivalent.
 
-Usage: check_make_targets.py [--root DIR]     exit 0 = clean, 1 = findings, 2 = cannot check
+`check(root)` returns the findings; test_pipelines.py asserts there are none, and that
+each kind is found in a deliberately broken copy.
 """
 
 from __future__ import annotations
 
-import argparse
 import re
 import shlex
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,8 +68,7 @@ def make_database(root: Path) -> tuple[set[str], list[str]]:
         ["make", "-pRrq", "-C", str(root), ":"], capture_output=True, text=True, check=False
     )
     if "# Make data base" not in proc.stdout:
-        print(proc.stderr, file=sys.stderr)
-        raise SystemExit("check-make-targets: cannot read the make database (make -pRrq)")
+        raise RuntimeError(f"cannot read the make database (make -pRrq): {proc.stderr}")
     targets: set[str] = set()
     test_targets: list[str] = []
     previous = ""
@@ -230,24 +227,3 @@ def check(root: Path) -> Findings:
     else:
         found.errors.append(".github/workflows/ci.yml is missing")
     return found
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description="CI steps call existing make targets")
-    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2])
-    args = parser.parse_args(argv)
-    root = args.root.resolve()
-    found = check(root)
-    for e in found.errors:
-        print(f"check-make-targets: {e}")
-    targets = sorted({t for _, t in found.calls})
-    print(f"check-make-targets: {len(found.calls)} make calls, targets: {' '.join(targets) or '-'}")
-    if found.errors:
-        print(f"check-make-targets: {len(found.errors)} finding(s)")
-        return 1
-    print("check-make-targets: ok")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

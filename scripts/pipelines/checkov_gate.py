@@ -1,8 +1,5 @@
-#!/usr/bin/env python3
-"""Runs checkov (github_actions + gitlab_ci) on CI files and fails on any failed check
-or on any file checkov did not actually check.
-
-  checkov_gate.py CHECKOV ROOT FILE...
+"""Runs checkov (github_actions + gitlab_ci) on CI files and reports any failed check
+and any file checkov did not actually check (test_pipelines.py).
 
 Why a wrapper: checkov silently drops a workflow that its bundled GitHub workflow schema
 rejects, and reports "0 failed" for it. checkov 3.3.30's schema predates the `attestations`
@@ -19,7 +16,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -27,15 +23,13 @@ from pathlib import Path
 UNKNOWN_TO_CHECKOV = re.compile(r"^(\s+)(attestations:\s*(read|write|none)\b.*)$")
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) < 3:
-        print(__doc__, file=sys.stderr)
-        return 2
-    checkov, root, files = argv[0], Path(argv[1]).resolve(), [Path(f).resolve() for f in argv[2:]]
+def gate(checkov: str, root: Path, files: list[Path]) -> tuple[bool, str]:
+    """(passed, report): no failed check and every file checked."""
+    root = root.resolve()
     with tempfile.TemporaryDirectory(prefix="checkov-gate.") as tmp:
         copies = {}
         for f in files:
-            rel = f.relative_to(root)
+            rel = f.resolve().relative_to(root)
             dest = Path(tmp) / rel  # keeps .github/workflows/, which checkov keys on
             dest.parent.mkdir(parents=True, exist_ok=True)
             lines = f.read_text(encoding="utf-8").splitlines(keepends=True)
@@ -49,30 +43,20 @@ def main(argv: list[str]) -> int:
     try:
         reports = json.loads(proc.stdout)
     except json.JSONDecodeError:
-        print(proc.stdout[-2000:], proc.stderr[-4000:], sep="\n", file=sys.stderr)
-        print("checkov: no JSON report (checkov failed to run)", file=sys.stderr)
-        return 1
-    if isinstance(reports, dict):
-        reports = [reports]
+        return False, f"checkov: no JSON report (checkov failed to run)\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    reports = reports if isinstance(reports, list) else [reports]
     checked: dict[str, int] = {}
-    failures = []
+    lines = []
     for report in reports:
         results = report.get("results") or {}
         for key in ("passed_checks", "failed_checks"):
             for c in results.get(key, []):
                 checked[c["file_path"]] = checked.get(c["file_path"], 0) + 1
                 if key == "failed_checks":
-                    failures.append(c)
-    for c in failures:
-        lines = c.get("file_line_range") or ["?"]
-        print(f"checkov: {c['check_id']} {c['check_name']}: {c['file_path'].lstrip('/')}:{lines[0]}")
-    missing = [rel for key, rel in copies.items() if not checked.get(key)]
-    for rel in missing:
-        print(f"checkov: {rel} was not checked (checkov could not parse it or rejected its schema)")
-    summary = ", ".join(f"{rel}: {checked.get(key, 0)} checks" for key, rel in copies.items())
-    print(f"checkov: {summary}; {len(failures)} failed")
-    return 1 if failures or missing else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+                    line = (c.get("file_line_range") or ["?"])[0]
+                    lines.append(f"checkov: {c['check_id']} {c['check_name']}: {c['file_path'].lstrip('/')}:{line}")
+    failed = len(lines)
+    lines += [f"checkov: {rel} was not checked (checkov could not parse it or rejected its schema)"
+              for key, rel in copies.items() if not checked.get(key)]
+    lines.append("checkov: " + ", ".join(f"{rel}: {checked.get(key, 0)} checks" for key, rel in copies.items()) + f"; {failed} failed")
+    return len(lines) == 1, "\n".join(lines)
