@@ -4,7 +4,7 @@ TEST_TARGETS += test-docs
 
 .PHONY: test-docs readme
 test-docs: build ## README's config table, commands and make targets match the code
-	scripts/docs/check-readme.py
+	$(PYTEST) -m docs
 
 readme: build ## Regenerate the README's configuration table
-	scripts/docs/check-readme.py --fix
+	USERAPI_BIN="$(USERAPI_BIN)" $(CHART_PY) scripts/docs/readme.py
