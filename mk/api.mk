@@ -4,4 +4,4 @@ TEST_TARGETS += test-api
 
 .PHONY: test-api
 test-api: build ## OpenAPI document check + Schemathesis fuzzing against SQLite and PostgreSQL
-	scripts/with-postgres.sh scripts/api/fuzz.sh
+	$(PYTEST) -m api
