@@ -18,4 +18,4 @@ drills: drill-binaries ## All six drills (rolling update, crash, database restar
 	$(DRILLS_ENV) scripts/with-postgres.sh $(DRILLS_PY) scripts/drills/drills.py $(DRILLS_ARGS)
 
 test-drills: drill-binaries ## Short drills for CI: rolling update under load, database restart and freeze
-	$(DRILLS_ENV) scripts/with-postgres.sh $(DRILLS_PY) scripts/drills/drills.py --short $(DRILLS_ARGS)
+	$(DRILLS_ENV) $(PYTEST) -m drills

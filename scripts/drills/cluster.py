@@ -1,6 +1,7 @@
 """The pieces a drill is made of: replicas (real userapi processes), a real
-HAProxy standing in for the Service/Ingress, the chart's rendered settings,
-and PostgreSQL control. Everything listens on 127.0.0.1 only.
+HAProxy standing in for the Service/Ingress, and the chart's rendered
+settings; PostgreSQL control is harness.Postgres. Everything listens on
+127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -14,28 +15,23 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harness import ROOT, free_port, http, tail, wait_for  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# Every process a drill starts, so that a drill that fails half-way leaves nothing running.
+STARTED: list[subprocess.Popen] = []
 
 
-def http_get(url: str, timeout: float = 2.0, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-    except OSError:
-        return 0, b""
+def stop_all() -> None:
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+        process.wait()
 
 
 def duration_seconds(text: str) -> float:
@@ -154,18 +150,14 @@ class Replica:
         self.log = open(self.log_path, "w")
         self.process = subprocess.Popen([binary, "serve"], env=env, stdout=self.log, stderr=subprocess.STDOUT,
                                         cwd=workdir)
+        STARTED.append(self.process)
         self.ready_at: float | None = None
 
-    def wait_ready(self, path: str, timeout: float = 60.0) -> float:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.tail()}")
-            if http_get(self.url + path, timeout=1.0)[0] == 200:
-                self.ready_at = time.monotonic()
-                return self.ready_at - self.started
-            time.sleep(0.02)
-        raise RuntimeError(f"{self.name} not ready within {timeout}s:\n{self.tail()}")
+    def wait_ready(self, path: str) -> float:
+        wait_for(f"{self.name} ready", lambda: http("GET", self.url + path, timeout=1.0)[0] == 200, interval=0.02,
+                 process=self.process, log=self.log_path)
+        self.ready_at = time.monotonic()
+        return self.ready_at - self.started
 
     def signal(self, sig: int) -> None:
         if self.process.poll() is None:
@@ -198,11 +190,8 @@ class Replica:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def tail(self, lines: int = 15) -> str:
-        try:
-            return "".join(open(self.log_path).readlines()[-lines:])
-        except OSError:
-            return ""
+    def tail(self, lines: int = 25) -> str:
+        return tail(self.log_path, lines)
 
     def stop_now(self) -> None:
         if self.process.poll() is None:
@@ -259,11 +248,9 @@ backend replicas
         (workdir / "haproxy.cfg").write_text(config)
         self.process = subprocess.Popen([haproxy, "-f", str(workdir / "haproxy.cfg"), "-db"],
                                         stdout=open(workdir / "haproxy.log", "w"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while not os.path.exists(self.socket_path):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("haproxy did not start:\n" + (workdir / "haproxy.log").read_text())
-            time.sleep(0.05)
+        STARTED.append(self.process)
+        wait_for("haproxy started", lambda: os.path.exists(self.socket_path), interval=0.05, process=self.process,
+                 log=workdir / "haproxy.log")
         # Empty slots wait in maintenance (not via `disabled` in the config, which the
         # runtime API cannot lift).
         for slot in self.free:
@@ -307,75 +294,14 @@ backend replicas
                 up.append(names[parts[3]])
         return up
 
-    def wait_serving(self, replica: Replica, timeout: float) -> float:
-        start = time.monotonic()
-        while time.monotonic() - start < timeout:
-            if replica.name in self.serving():
-                return time.monotonic() - start
-            time.sleep(0.05)
-        raise RuntimeError(f"{replica.name} never became an UP server in haproxy")
+    def wait_serving(self, replica: Replica) -> None:
+        wait_for(f"{replica.name} an UP server in haproxy", lambda: replica.name in self.serving(), interval=0.05,
+                 process=self.process)
 
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait()
-
-
-@dataclass
-class Postgres:
-    """The throwaway server of scripts/with-postgres.sh, which the drills stop and start."""
-
-    url: str
-    bin: str
-    data: str
-    run_as: list[str] = field(default_factory=list)
-
-    @staticmethod
-    def from_env() -> "Postgres | None":
-        url = os.environ.get("USERAPI_TEST_POSTGRES_URL")
-        if not url:
-            return None
-        return Postgres(url=url, bin=os.environ["PG_BIN"], data=os.environ["PGDATA_DIR"],
-                        run_as=os.environ.get("PG_RUN_AS", "").split())
-
-    def pg_ctl(self, *args: str) -> None:
-        subprocess.run(self.run_as + [f"{self.bin}/pg_ctl", "-D", self.data, *args], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def stop(self) -> None:
-        self.pg_ctl("-m", "fast", "-w", "stop")
-
-    def start(self) -> None:
-        self.pg_ctl("-l", f"{self.data}/../server.log", "-w", "-t", "30", "start")
-
-    def server_pids(self) -> list[str]:
-        """The postmaster and every process it started (backends, background workers)."""
-        postmaster = Path(self.data, "postmaster.pid").read_text().split("\n", 1)[0].strip()
-        children = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[1] == postmaster:
-                children.append(stat.parent.name)
-        return [postmaster, *children]
-
-    def freeze(self) -> list[str]:
-        """Stops every server process with SIGSTOP: connections stay open and nothing answers,
-        as on a network partition or a frozen host. The postmaster first, so it starts no new backend."""
-        pids = self.server_pids()
-        subprocess.run(self.run_as + ["kill", "-STOP", *pids], check=True)
-        return pids
-
-    def thaw(self, pids: list[str]) -> None:
-        subprocess.run(self.run_as + ["kill", "-CONT", *reversed(pids)], check=True)
-
-    def fresh_database(self) -> str:
-        name = "drill_" + os.urandom(6).hex()
-        subprocess.run(["psql", self.url, "-qc", f"CREATE DATABASE {name}"], check=True, stdout=subprocess.DEVNULL)
-        base, _, _ = self.url.rpartition("/")
-        return f"{base}/{name}"
 
 
 def workdir() -> Path:

@@ -11,7 +11,8 @@ from the rendered Helm chart, so the drills test what would ship.
 
 Each drill prints what it does and a result row; the run ends with a table,
 writes JSON and Markdown to bench/results/, and exits non-zero when an
-expectation fails. Everything runs on 127.0.0.1, bounded in time.
+expectation fails (make drills). The CI short drills run as pytest tests
+(test_drills.py, make test-drills). Everything runs on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cluster import (  # noqa: E402
-    ROOT, Balancer, ChartSettings, Postgres, Replica, free_port, http_get, kill_all, version_of, workdir)
+from cluster import ROOT, Balancer, ChartSettings, Replica, kill_all, stop_all, version_of, workdir  # noqa: E402
+from harness import Postgres, http  # noqa: E402
 from load import Load, verify_acknowledged  # noqa: E402
 
 PG_VALUES = {
@@ -64,7 +65,7 @@ def launch(lb: Balancer, s: ChartSettings, binary: str, names: list[str], url: s
         r.wait_ready(s.readiness_path)
         lb.add(r)
     for r in replicas:
-        lb.wait_serving(r, s.readiness_period * 3)
+        lb.wait_serving(r)
     return replicas
 
 
@@ -182,7 +183,7 @@ def database_outage(args, pg: Postgres, binary: str, freeze: bool) -> Drill:
     d.say(f"PostgreSQL {'frozen (SIGSTOP)' if freeze else 'stopped'} for {outage:g}s under load")
     readiness_during = set()
     while time.monotonic() - t_stop < outage:
-        readiness_during.add(http_get(replicas[1].url + s.readiness_path, timeout=2)[0])
+        readiness_during.add(http("GET", replicas[1].url + s.readiness_path, timeout=2)[0])
         time.sleep(0.25)
     if freeze:
         pg.thaw(frozen)
@@ -191,7 +192,7 @@ def database_outage(args, pg: Postgres, binary: str, freeze: bool) -> Drill:
     t_start = time.monotonic()
     recovered = None
     while time.monotonic() - t_start < 30:
-        if all(http_get(r.url + s.readiness_path, timeout=2)[0] == 200 for r in replicas):
+        if all(http("GET", r.url + s.readiness_path, timeout=2)[0] == 200 for r in replicas):
             recovered = time.monotonic() - t_start
             break
         time.sleep(0.1)
@@ -225,23 +226,12 @@ def database_outage(args, pg: Postgres, binary: str, freeze: bool) -> Drill:
     for r in replicas:
         if not r.alive():
             # The Swift runtime's crash report (thread backtraces) can run to a few hundred lines.
-            d.say(f"{r.name} exited with {r.process.returncode}; its log from the first non-JSON line:\n"
-                  + crash_report(r.tail(2000)))
+            d.say(f"{r.name} exited with {r.process.returncode}:{r.tail(80)}")
     d.expect(not missing, f"{len(missing)} acknowledged writes are missing")
     kill_all(replicas)
     lb.stop()
     shutil.rmtree(work, ignore_errors=True)
     return d
-
-
-def crash_report(log: str) -> str:
-    """A replica's log from its first line that is not JSON (the crash report), at most 80 lines;
-    otherwise its last 25 lines."""
-    lines = log.splitlines()
-    for i, line in enumerate(lines):
-        if line and not line.startswith("{"):
-            return "\n".join(lines[i:i + 80])
-    return "\n".join(lines[-25:])
 
 
 def sqlite_recreate(args, binary: str) -> Drill:
@@ -305,7 +295,7 @@ def overload(args, binary: str) -> Drill:
     def probe() -> None:
         while not stop.is_set():
             t = time.monotonic()
-            probe_codes.append(http_get(pod.url + s.liveness_path, timeout=5)[0])
+            probe_codes.append(http("GET", pod.url + s.liveness_path, timeout=5)[0])
             probe_latencies.append(time.monotonic() - t)
             time.sleep(0.2)
 
@@ -325,8 +315,8 @@ def overload(args, binary: str) -> Drill:
     t_end = time.monotonic()
     recovered = None
     while time.monotonic() - t_end < 10:
-        status, _ = http_get(pod.url + "/users?limit=1", timeout=2)
-        if status == 200 and http_get(pod.url + s.readiness_path, timeout=2)[0] == 200:
+        status, _ = http("GET", pod.url + "/users?limit=1", timeout=2)
+        if status == 200 and http("GET", pod.url + s.readiness_path, timeout=2)[0] == 200:
             recovered = time.monotonic() - t_end
             break
         time.sleep(0.05)
@@ -384,47 +374,65 @@ def table(drills: list[Drill]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+# Each drill by its --only name; the CI short run (--short, test_drills.py) is SHORT.
+DRILLS = {
+    "rolling": lambda args, pg: rolling_update(args, pg, args.old_bin, args.new_bin),
+    "crash": lambda args, pg: crash(args, pg, args.new_bin),
+    "database": lambda args, pg: database_outage(args, pg, args.new_bin, freeze=False),
+    "freeze": lambda args, pg: database_outage(args, pg, args.new_bin, freeze=True),
+    "sqlite": lambda args, pg: sqlite_recreate(args, args.new_bin),
+    "overload": lambda args, pg: overload(args, args.new_bin),
+}
+SHORT = ["rolling", "database", "freeze"]
+
+
+def cleanup() -> None:
+    """Ends the load and every process a drill left behind (one that failed half-way)."""
+    Load.stop_all()
+    stop_all()
+
+
+def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--short", action="store_true", help="CI version: rolling update, database restart and freeze, shorter")
-    parser.add_argument("--only", default="", help="comma-separated drills: rolling,crash,database,freeze,sqlite,overload")
+    parser.add_argument("--only", default="", help="comma-separated drills: " + ",".join(DRILLS))
     parser.add_argument("--old-bin", default=os.environ.get("USERAPI_BIN_OLD"))
     parser.add_argument("--new-bin", default=os.environ.get("USERAPI_BIN_NEW"))
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second of the steady load")
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--propagation", type=float, default=1.0,
                         help="seconds until proxies stop routing to a terminating pod (endpoint propagation)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.warmup, args.cooldown = (2.0, 1.0) if args.short else (5.0, 3.0)
     args.outage = 5.0 if args.short else 8.0
     args.overload_clients, args.overload_seconds = 2000, 10
-    chosen = set(filter(None, args.only.split(","))) or (
-        {"rolling", "database", "freeze"} if args.short else {"rolling", "crash", "database", "freeze", "sqlite", "overload"})
+    args.chosen = [d for d in DRILLS if d in set(filter(None, args.only.split(",")))] or (SHORT if args.short else list(DRILLS))
+    if args.old_bin and args.new_bin:
+        args.old_bin, args.new_bin = os.path.abspath(args.old_bin), os.path.abspath(args.new_bin)
+    # Thousands of connections in the overload drill: raise the descriptor limit to the hard limit.
+    import resource
+    resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
+    return args
+
+
+def main() -> int:
+    args = options()
     if not args.old_bin or not args.new_bin:
         print("drills: set USERAPI_BIN_OLD and USERAPI_BIN_NEW (make drills does)", file=sys.stderr)
         return 2
-    args.old_bin, args.new_bin = os.path.abspath(args.old_bin), os.path.abspath(args.new_bin)
     pg = Postgres.from_env()
-    if pg is None and chosen & {"rolling", "crash", "database", "freeze"}:
+    if pg is None and set(args.chosen) & {"rolling", "crash", "database", "freeze"}:
         print("drills: USERAPI_TEST_POSTGRES_URL not set; run through scripts/with-postgres.sh", file=sys.stderr)
         return 2
-    # Thousands of connections in the overload drill: raise the descriptor limit to the hard limit.
-    import resource
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    print(f"drills: {', '.join(sorted(chosen))}; old {args.old_bin} ({version_of(args.old_bin)}), "
+    print(f"drills: {', '.join(args.chosen)}; old {args.old_bin} ({version_of(args.old_bin)}), "
           f"new {args.new_bin} ({version_of(args.new_bin)}); load {args.rate:g} req/s", flush=True)
     drills: list[Drill] = []
-    order = [("rolling", lambda: rolling_update(args, pg, args.old_bin, args.new_bin)),
-             ("crash", lambda: crash(args, pg, args.new_bin)),
-             ("database", lambda: database_outage(args, pg, args.new_bin, freeze=False)),
-             ("freeze", lambda: database_outage(args, pg, args.new_bin, freeze=True)),
-             ("sqlite", lambda: sqlite_recreate(args, args.new_bin)),
-             ("overload", lambda: overload(args, args.new_bin))]
-    for key, run in order:
-        if key in chosen:
+    try:
+        for key in args.chosen:
             print(f"drill: {key}", flush=True)
-            drills.append(run())
+            drills.append(DRILLS[key](args, pg))
+    finally:
+        cleanup()
     text = table(drills)
     print("\n" + text)
     out = ROOT / "bench" / "results"

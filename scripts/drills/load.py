@@ -67,7 +67,14 @@ async def _request(reader, writer, method: str, path: str, headers: dict[str, st
 
 
 class Load:
-    """Runs in its own thread with its own event loop until `stop()`."""
+    """Runs in its own thread with its own event loop until `stop()` (or `stop_all()`)."""
+
+    running: list["Load"] = []
+
+    @classmethod
+    def stop_all(cls) -> None:
+        while cls.running:
+            cls.running[-1].stop()
 
     def __init__(self, url: str, token: str, rate: float, workers: int = 16, write_share: float = 0.25,
                  timeout: float = 10.0):
@@ -87,11 +94,14 @@ class Load:
 
     def start(self) -> "Load":
         self._thread.start()
+        Load.running.append(self)
         return self
 
     def stop(self) -> LoadResult:
         self._stop.set()
         self._thread.join()
+        if self in Load.running:
+            Load.running.remove(self)
         return self.result
 
     async def _main(self) -> None:
