@@ -44,7 +44,7 @@ struct DBCopyCommand: AsyncParsableCommand {
             var c = config
             c.database.url = Self.withEnvironmentPassword(url)
             c.database.statementTimeout = .seconds(60)
-            return try await StoreFactory.make(c, logger: logger)
+            return try await StoreFactory.make(c, logger: logger, waitForLock: c.database.sqliteBusyTimeout)
         }
         do {
             let source = try await store(from)

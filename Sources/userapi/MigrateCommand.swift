@@ -6,7 +6,10 @@ struct MigrateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "migrate",
         abstract: "Apply pending schema migrations, then exit.",
-        discussion: "Safe to run repeatedly and from several replicas at once (SQLite write lock / PostgreSQL advisory lock).")
+        discussion: """
+            Safe to run repeatedly. On PostgreSQL, replicas may run it at once (an advisory lock orders them);
+            on SQLite it waits up to database.sqlite.busy_timeout for another process to let go of the file.
+            """)
 
     @OptionGroup var flags: ConfigFlags
 
@@ -14,7 +17,7 @@ struct MigrateCommand: AsyncParsableCommand {
         let config = try await flags.load().config
         let logger = LoggingSetup.bootstrap(config)
         do {
-            let store = try await StoreFactory.make(config, logger: logger)
+            let store = try await StoreFactory.make(config, logger: logger, waitForLock: config.database.sqliteBusyTimeout)
             let report = try await withRunningStores([store]) { try await store.migrate() }
             say(
                 report.applied.isEmpty

@@ -36,6 +36,12 @@ struct ServeCommand: AsyncParsableCommand {
         } catch let error as ConfigurationError {
             logger.critical("invalid configuration: \(error)")
             throw ExitCode(78)
+        } catch let error as DatabaseInUse {
+            logger.critical("storage: \(error)")
+            throw ExitCode(75)  // EX_TEMPFAIL: it can start once the other process has stopped
+        } catch StoreError.unavailable(let reason) {
+            logger.critical("storage: \(reason)")
+            throw ExitCode(74)  // EX_IOERR
         } catch {
             logger.critical("stopped by an error: \(error)")
             throw ExitCode.failure

@@ -5,10 +5,16 @@ import Synchronization
 /// is draining (shutting down, so readiness must fail).
 public final class AppState: Sendable {
     public let startedAt = ContinuousClock.now
-    public let startedAtWall = Date()
     private let draining = Atomic<Bool>(false)
+    private let boundPort = Atomic<Int>(0)
 
     public init() {}
+
+    /// The API listener is open on `port`.
+    func listening(on port: Int) { boundPort.store(port, ordering: .relaxed) }
+
+    /// The API port once it listens, 0 before.
+    public var port: Int { boundPort.load(ordering: .relaxed) }
 
     public var isDraining: Bool { draining.load(ordering: .relaxed) }
 
@@ -24,6 +30,7 @@ struct AppDependencies: Sendable {
     let tokens: TokenStore
     let metrics: AppMetrics?
     let state: AppState
-    /// Requests counted towards `http.max_in_flight`, by the router and `EventLoopFastPath`.
+    /// API requests being served, against `http.max_in_flight`.
     let inFlight: InFlightRequests
+    let health: HealthHandlers
 }

@@ -1,40 +1,65 @@
 import Hummingbird
 import Logging
 
-/// Wires handlers to the routes of `RouteTable`, behind the shared middleware.
-func buildRouter(_ deps: AppDependencies, tracing: Bool, logger: Logger) -> Router<AppRequestContext> {
+/// The router for `routes`, behind the shared middleware: request id, access
+/// log and metrics; problem answers; load shedding for everything but probes
+/// and metrics; tokens for the user routes.
+func buildRouter(_ deps: AppDependencies, routes: [Route], logger: Logger) -> Router<AppRequestContext> {
     // HEAD answers for every GET route (RFC 9110 requires it of a general-purpose server):
     // same status and headers as GET, no body.
     let router = Router(context: AppRequestContext.self, options: .autoGenerateHeadEndpoints)
-    if tracing {
+    if deps.config.tracing.enabled {
         router.add(middleware: TracingMiddleware(recordingHeaders: [.userAgent], redactingQueryParameters: ["email"]))
     }
     router.add(
         middleware: RequestObservationMiddleware(
             metrics: deps.metrics, accessLog: AccessLog(config: deps.config, logger: logger)))
-    router.add(middleware: ProblemMiddleware())
-    if deps.inFlight.limit > 0 {
-        router.add(middleware: LoadSheddingMiddleware(requests: deps.inFlight))
+    router.add(middleware: ProblemMiddleware(routes: routes))
+    let api = router.group()
+    if deps.inFlight.limit > 0 { api.add(middleware: LoadSheddingMiddleware(requests: deps.inFlight)) }
+    let users = api.group().add(middleware: AuthMiddleware(tokens: deps.tokens, protectReads: deps.config.auth.protectReads))
+    for route in routes {
+        let path = RouterPath(route.path)
+        let handler = RouteHandlers.handler(for: route, deps)
+        if route.isManagement {
+            router.on(path, method: route.method, use: handler)
+        } else if route.isUsers {
+            users.on(path, method: route.method, use: handler)
+        } else {
+            api.on(path, method: route.method, use: handler)
+        }
     }
-
-    let status = StatusHandler(deps: deps)
-    let health = HealthHandlers(deps: deps)
-    router.get("/", use: status.handle)
-    router.get("/version", use: VersionHandler().handle)
-    router.get("/healthz", use: health.healthz)
-    router.get("/readyz", use: health.readyz)
-    router.get("/openapi.yaml", use: OpenAPIHandler().handle)
-    if let metrics = deps.metrics, deps.config.metrics.port == 0 {
-        router.get("/metrics", use: MetricsHandler(metrics: metrics).handle)
-    }
-
-    let users = router.group("/users")
-        .add(middleware: AuthMiddleware(tokens: deps.tokens, protectReads: deps.config.auth.protectReads))
-    users.get(use: ListUsersHandler(deps: deps).handle)
-    users.post(use: CreateUserHandler(deps: deps).handle)
-    users.get("{id}", use: GetUserHandler(deps: deps).handle)
-    users.put("{id}", use: ReplaceUserHandler(deps: deps).handle)
-    users.patch("{id}", use: PatchUserHandler(deps: deps).handle)
-    users.delete("{id}", use: DeleteUserHandler(deps: deps).handle)
     return router
+}
+
+extension Route {
+    typealias Handler = @Sendable (Request, AppRequestContext) async throws -> Response
+
+    /// The routes a listener serves: with a management port, probes and
+    /// metrics are there and only there; without metrics, no `/metrics`.
+    static func served(management: Bool, config: AppConfig) -> [Route] {
+        let separate = config.http.managementPort != 0
+        return allCases.filter { route in
+            (route != .metrics || config.metrics.enabled) && (separate ? route.isManagement == management : !management)
+        }
+    }
+}
+
+private enum RouteHandlers {
+    static func handler(for route: Route, _ deps: AppDependencies) -> Route.Handler {
+        switch route {
+        case .status: StatusHandler(deps: deps).handle
+        case .version: VersionHandler().handle
+        case .openAPI: OpenAPIHandler().handle
+        case .healthz: deps.health.healthz
+        case .readyz: deps.health.readyz
+        case .metrics: MetricsHandler(metrics: deps.metrics).handle
+        case .listUsers: ListUsersHandler(deps: deps).handle
+        case .createUser: CreateUserHandler(deps: deps).handle
+        case .getUser: GetUserHandler(deps: deps).handle
+        case .replaceUser: ReplaceUserHandler(deps: deps).handle
+        case .patchUser: PatchUserHandler(deps: deps).handle
+        case .deleteUser: DeleteUserHandler(deps: deps).handle
+        }
+    }
 }

@@ -5,8 +5,8 @@ import NIOCore
 import ServiceLifecycle
 import Synchronization
 
-/// The whole service: router, storage, token reloading and (optionally) a
-/// separate metrics listener. Tests and `userapi serve` build it the same way,
+/// The whole service: router, storage, token reloading and (optionally) the
+/// management listener. Tests and `userapi serve` build it the same way,
 /// through `buildApplication`.
 public struct UserAPIApplication: ApplicationProtocol {
     public typealias Responder = RouterResponder<AppRequestContext>
@@ -23,14 +23,11 @@ public struct UserAPIApplication: ApplicationProtocol {
     public let store: any UserStore
     public let tokens: TokenStore
     public let metrics: AppMetrics?
-    /// What the connections' `EventLoopFastPath` answers (nil: nothing, every request is routed).
-    let fastPath: EventLoopFastPath.Shared?
-    private let boundPort = BoundPort()
 
     init(
         responder: Responder, config: AppConfig, logger: Logger, services: [any Service],
         prelude: [@Sendable () async throws -> Void], state: AppState, store: any UserStore,
-        tokens: TokenStore, metrics: AppMetrics?, fastPath: EventLoopFastPath.Shared?
+        tokens: TokenStore, metrics: AppMetrics?
     ) {
         self.responder = responder
         self.configuration = ApplicationConfiguration(
@@ -39,9 +36,14 @@ public struct UserAPIApplication: ApplicationProtocol {
                 ? MaximumAvailableConnections(config.http.maxConnections) : nil)
         self.logger = logger
         self.services = services
+        let limits = RequestLimits(
+            requestTimeout: .nanoseconds(Int64(config.http.requestTimeout.seconds * 1e9)),
+            readTimeout: .nanoseconds(Int64(config.http.readTimeout.seconds * 1e9)))
+        let clients = ConnectionsPerClient(limit: config.http.maxConnectionsPerClient)
         let idleTimeout = config.http.idleTimeout
         self.server = HTTPServerBuilder { responder in
-            HTTPServerChannel(responder: responder, idleTimeout: idleTimeout, fastPath: fastPath)
+            HTTPServerChannel(
+                responder: responder, idleTimeout: idleTimeout, limits: limits, clients: clients, metrics: metrics)
         }
         self.processesRunBeforeServerStart = prelude
         self.config = config
@@ -49,15 +51,14 @@ public struct UserAPIApplication: ApplicationProtocol {
         self.store = store
         self.tokens = tokens
         self.metrics = metrics
-        self.fastPath = fastPath
     }
 
     /// The port the API listens on once running (useful with `http.port=0`).
-    public var port: Int { boundPort.value.load(ordering: .relaxed) }
+    public var port: Int { state.port }
 
     public func onServerRunning(_ channel: any Channel) async {
         let port = channel.localAddress?.port ?? config.http.port
-        boundPort.value.store(port, ordering: .relaxed)
+        state.listening(on: port)
         logger.notice(
             "listening",
             metadata: [
@@ -70,8 +71,4 @@ public struct UserAPIApplication: ApplicationProtocol {
             }
         }
     }
-}
-
-final class BoundPort: Sendable {
-    let value = Atomic<Int>(0)
 }

@@ -10,13 +10,22 @@ public struct AppConfig: Sendable {
         public var host = "127.0.0.1"
         public var port = 8080
         public var maxBodySize = 1 << 20
-        /// Connections idle this long are closed (also bounds slow clients).
+        /// Connections idle between requests this long are closed.
         public var idleTimeout: Duration = .seconds(60)
+        /// A request must arrive in full (head and body) within this of its first byte.
+        public var requestTimeout: Duration = .seconds(30)
+        /// Longest pause between two reads while a request is arriving.
+        public var readTimeout: Duration = .seconds(10)
+        /// Connections one client address may hold open (0 = no limit).
+        public var maxConnectionsPerClient = 1024
         /// Requests processed at once before new ones get a fast 503; 0 = unlimited.
         public var maxInFlight = 1024
         /// Open connections accepted at once (each costs ~30 KB); more wait in
         /// the listen backlog. Bounds memory under a connection flood. 0 = unlimited.
         public var maxConnections = 4096
+        /// A second listener for /healthz, /readyz and /metrics only (0 = none:
+        /// they are on the API port).
+        public var managementPort = 0
         public init() {}
     }
 
@@ -30,11 +39,8 @@ public struct AppConfig: Sendable {
         public var poolSize = 10
         public var connectTimeout: Duration = .seconds(5)
         public var statementTimeout: Duration = .seconds(5)
-        /// Longest wait for a free PostgreSQL connection before answering 503.
-        public var acquireTimeout: Duration = .seconds(1)
         /// A pooled PostgreSQL connection idle this long is closed. Not a
-        /// configuration key: short by design (see PostgresUserStore.make);
-        /// the tests shorten it further.
+        /// configuration key; the tests shorten it.
         var idleConnectionTimeout: Duration = .seconds(10)
         public var tlsMode: TLSMode = .disable
         public var tlsCAFile: String?
@@ -42,7 +48,6 @@ public struct AppConfig: Sendable {
         public var sqliteSynchronous: SQLiteSettings.Synchronous = .full
         public var sqliteBusyTimeout: Duration = .seconds(5)
         public var sqliteReaders = 2
-        public var sqliteCachedUsers = 10_000
         public var maxQueuedWrites = 1024
         public init() {}
     }
@@ -89,8 +94,6 @@ public struct AppConfig: Sendable {
 
     public struct Metrics: Sendable {
         public var enabled = true
-        /// Serve /metrics on this port instead of the API port (0 = API port).
-        public var port = 0
         public init() {}
     }
 

@@ -158,11 +158,11 @@ public enum ConfigLoader {
     /// Rules that involve more than one key.
     static func crossChecks(_ config: AppConfig) -> [ConfigurationError] {
         var errors: [ConfigurationError] = []
-        if config.metrics.port != 0, config.metrics.port == config.http.port {
+        if config.http.managementPort != 0, config.http.managementPort == config.http.port {
             errors.append(
                 ConfigurationError(
-                    key: "metrics.port", value: "\(config.metrics.port)", source: nil,
-                    reason: "must differ from http.port (use 0 to serve metrics on the API port)"))
+                    key: "http.management_port", value: "\(config.http.managementPort)", source: nil,
+                    reason: "must differ from http.port (use 0 to serve probes and metrics on the API port)"))
         }
         return errors
     }

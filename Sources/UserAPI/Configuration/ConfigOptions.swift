@@ -42,11 +42,24 @@ extension ConfigOption {
             },
             render: { "\($0.http.maxBodySize)" }),
         ConfigOption(
-            "http.idle_timeout", help: "Close connections idle (or stalled mid-request) this long.",
+            "http.idle_timeout", help: "Close connections idle between requests this long.",
             apply: { c, v throws(ConfigValueParser.Invalid) in
                 c.http.idleTimeout = try ConfigValueParser.duration(v, in: 1...3600)
             },
             render: { seconds($0.http.idleTimeout) }),
+        ConfigOption(
+            "http.request_timeout",
+            help: "A request must arrive in full (head and body) within this of its first byte, or the connection is closed.",
+            apply: { c, v throws(ConfigValueParser.Invalid) in
+                c.http.requestTimeout = try ConfigValueParser.duration(v, in: 1...3600)
+            },
+            render: { seconds($0.http.requestTimeout) }),
+        ConfigOption(
+            "http.read_timeout", help: "Close a connection that pauses this long in the middle of sending a request.",
+            apply: { c, v throws(ConfigValueParser.Invalid) in
+                c.http.readTimeout = try ConfigValueParser.duration(v, in: 1...3600)
+            },
+            render: { seconds($0.http.readTimeout) }),
         ConfigOption(
             "http.max_in_flight", help: "Requests served at once before new ones get a fast 503 (0 = no limit).",
             apply: { c, v throws(ConfigValueParser.Invalid) in
@@ -59,6 +72,20 @@ extension ConfigOption {
                 c.http.maxConnections = try ConfigValueParser.int(v, in: 0...1_000_000)
             },
             render: { "\($0.http.maxConnections)" }),
+        ConfigOption(
+            "http.max_connections_per_client",
+            help: "Connections one client address may hold open (0 = no limit); behind a proxy every client is the proxy.",
+            apply: { c, v throws(ConfigValueParser.Invalid) in
+                c.http.maxConnectionsPerClient = try ConfigValueParser.int(v, in: 0...1_000_000)
+            },
+            render: { "\($0.http.maxConnectionsPerClient)" }),
+        ConfigOption(
+            "http.management_port",
+            help: "Also serve /healthz, /readyz and /metrics on this port, and only there (0 = no separate port).",
+            apply: { c, v throws(ConfigValueParser.Invalid) in
+                c.http.managementPort = try ConfigValueParser.int(v, in: 0...65535)
+            },
+            render: { "\($0.http.managementPort)" }),
         ConfigOption(
             "database.url", secret: true,
             help: "sqlite:<path> (embedded, default) or postgres://user@host:5432/db.",
@@ -84,12 +111,6 @@ extension ConfigOption {
                 c.database.statementTimeout = try ConfigValueParser.duration(v, in: 0.1...300)
             },
             render: { seconds($0.database.statementTimeout) }),
-        ConfigOption(
-            "database.acquire_timeout", help: "Longest wait for a free PostgreSQL connection before answering 503.",
-            apply: { c, v throws(ConfigValueParser.Invalid) in
-                c.database.acquireTimeout = try ConfigValueParser.duration(v, in: 0.05...300)
-            },
-            render: { seconds($0.database.acquireTimeout) }),
         ConfigOption(
             "database.tls_mode", help: "PostgreSQL TLS: disable, require, or verify-full (checks the CA and host name).",
             apply: { c, v throws(ConfigValueParser.Invalid) in
@@ -122,13 +143,6 @@ extension ConfigOption {
             apply: { c, v throws(ConfigValueParser.Invalid) in c.database.sqliteReaders = try ConfigValueParser.int(v, in: 1...64)
             },
             render: { "\($0.database.sqliteReaders)" }),
-        ConfigOption(
-            "database.sqlite.cached_users",
-            help: "Users kept in memory for reads by id (coherent: this process is the file's only writer). 0 = off.",
-            apply: { c, v throws(ConfigValueParser.Invalid) in
-                c.database.sqliteCachedUsers = try ConfigValueParser.int(v, in: 0...10_000_000)
-            },
-            render: { "\($0.database.sqliteCachedUsers)" }),
         ConfigOption(
             "database.max_queued_writes", help: "Writes waiting for the database before new ones get a fast 503.",
             apply: { c, v throws(ConfigValueParser.Invalid) in
@@ -182,10 +196,6 @@ extension ConfigOption {
             "metrics.enabled", help: "Serve Prometheus metrics at /metrics.",
             apply: { c, v throws(ConfigValueParser.Invalid) in c.metrics.enabled = try ConfigValueParser.bool(v) },
             render: { "\($0.metrics.enabled)" }),
-        ConfigOption(
-            "metrics.port", help: "Serve /metrics on this separate port instead (0 = the API port).",
-            apply: { c, v throws(ConfigValueParser.Invalid) in c.metrics.port = try ConfigValueParser.int(v, in: 0...65535) },
-            render: { "\($0.metrics.port)" }),
         ConfigOption(
             "memory.release_startup_pages",
             help: "Once ready, return the binary's start-up-only pages to the kernel (lower resident memory).",

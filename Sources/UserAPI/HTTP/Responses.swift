@@ -16,7 +16,7 @@ enum Responses {
         return json(userBody(user), status: status, headers: headers)
     }
 
-    /// A user's representation; `EventLoopFastPath` sends the same.
+    /// A user's representation.
     static func userBody(_ user: User) -> JSONWriter {
         var writer = JSONWriter(capacity: 256)
         user.writeJSON(into: &writer)
@@ -26,7 +26,7 @@ enum Responses {
     /// The headers that go with a user's representation, also on a 304.
     static func userHeaders(_ user: User, into headers: inout HTTPFields) {
         headers[.eTag] = user.etag
-        headers[.cacheControl] = "no-cache"
+        headers[.cacheControl] = "no-store"
     }
 
     static func text(_ text: String, status: HTTPResponse.Status = .ok, contentType: String = "text/plain; charset=utf-8")

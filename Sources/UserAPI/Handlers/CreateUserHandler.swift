@@ -10,11 +10,7 @@ struct CreateUserHandler {
         let body = try await JSONBody.read(
             request, context: context, maxSize: deps.config.http.maxBodySize, accepting: [JSONBody.json])
         let fields = try UserValidation.validateDocument(body, current: nil)
-        let now = Timestamp.nowMillis()
-        let user = User(
-            id: UserID.make(), name: fields.name, username: fields.username, email: fields.email,
-            createdAt: now, updatedAt: now, version: 1)
-        let created = try await deps.store.create(user)
+        let created = try await deps.store.create(User.new(fields))
         return Responses.user(created, status: .created, headers: [.location: "/users/\(created.id)"])
     }
 }

@@ -5,13 +5,20 @@ import NIOCore
 ///
 /// Liveness only says the process can serve HTTP: a database outage must not
 /// make the kubelet restart every replica. Readiness says whether this replica
-/// should get traffic: storage answers and the process is not draining.
-/// `?verbose` lists each check with its result and latency, in the format
-/// kube-apiserver uses.
-struct HealthHandlers {
-    let deps: AppDependencies
+/// should get traffic: each dependency answers within its time and the
+/// process is not draining. `?verbose` lists each check with its result and
+/// latency, in the format kube-apiserver uses.
+struct HealthHandlers: Sendable {
+    /// One thing readiness depends on: throws (or outlasts `timeout`) when it is not ready.
+    struct Dependency: Sendable {
+        let name: String
+        let check: @Sendable () async throws -> Void
+    }
+
+    let state: AppState
+    let dependencies: [Dependency]
     /// A readiness probe must answer before the kubelet's own timeout (1 s by default).
-    static let storageCheckTimeout: Duration = .milliseconds(800)
+    static let timeout: Duration = .milliseconds(800)
 
     struct Check {
         let name: String
@@ -20,26 +27,18 @@ struct HealthHandlers {
     }
 
     func healthz(_ request: Request, context: AppRequestContext) async throws -> Response {
-        // Probed constantly: the common answer is prebuilt.
         guard Self.isVerbose(request) else { return Self.healthy }
-        let checks = [Check(name: "ping", error: nil, duration: .zero)]
-        return render(checks, probe: "healthz", verbose: true)
+        return render([Check(name: "ping", error: nil, duration: .zero)], probe: "healthz", verbose: true, context: context)
     }
 
-    /// `{"status":"ok"}`, also sent by `EventLoopFastPath`.
-    static let healthyBody: [UInt8] = {
+    /// Probed constantly: the common answer is built once.
+    static let healthy: Response = {
         var w = JSONWriter()
         w.beginObject()
         w.key("status")
         w.string("ok")
         w.endObject()
-        return w.bytes
-    }()
-
-    static let healthy: Response = {
-        var response = Response(
-            status: .ok, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(bytes: healthyBody)))
+        var response = Responses.json(w)
         response.headers[.cacheControl] = "no-store"
         return response
     }()
@@ -50,27 +49,29 @@ struct HealthHandlers {
     }
 
     func readyz(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let draining = Check(
-            name: "shutdown", error: deps.state.isDraining ? "draining: the server is shutting down" : nil, duration: .zero)
-        let storage = await checkStorage(logger: context)
-        return render([storage, draining], probe: "readyz", verbose: Self.isVerbose(request))
+        var checks: [Check] = []
+        for dependency in dependencies { checks.append(await run(dependency, context: context)) }
+        checks.append(
+            Check(name: "listener", error: state.port == 0 ? "the API listener is not open yet" : nil, duration: .zero))
+        checks.append(
+            Check(name: "shutdown", error: state.isDraining ? "draining: the server is shutting down" : nil, duration: .zero))
+        return render(checks, probe: "readyz", verbose: Self.isVerbose(request), context: context)
     }
 
-    private func checkStorage(logger context: AppRequestContext) async -> Check {
+    private func run(_ dependency: Dependency, context: AppRequestContext) async -> Check {
         let start = ContinuousClock.now
-        let store = deps.store
         do {
-            try await withDeadline(Self.storageCheckTimeout) { try await store.ping() }
-            return Check(name: "storage", error: nil, duration: .now - start)
+            try await withDeadline(Self.timeout, dependency.check)
+            return Check(name: dependency.name, error: nil, duration: .now - start)
         } catch is DeadlineExceeded {
-            return Check(name: "storage", error: "\(store.backend) did not answer within 800ms", duration: .now - start)
+            return Check(name: dependency.name, error: "\(dependency.name) did not answer within 800ms", duration: .now - start)
         } catch {
-            context.logger.debug("readiness: storage check failed", metadata: ["error": "\(error)"])
-            return Check(name: "storage", error: "\(store.backend) is unavailable", duration: .now - start)
+            context.logger.debug("readiness: \(dependency.name) check failed", metadata: ["error": "\(error)"])
+            return Check(name: dependency.name, error: "\(dependency.name) is unavailable", duration: .now - start)
         }
     }
 
-    private func render(_ checks: [Check], probe: String, verbose: Bool) -> Response {
+    private func render(_ checks: [Check], probe: String, verbose: Bool, context: AppRequestContext) -> Response {
         let failed = checks.filter { $0.error != nil }
         if verbose {
             var text = ""
@@ -90,7 +91,7 @@ struct HealthHandlers {
                 .serviceUnavailable, type: "not-ready", title: "Not ready",
                 detail: failed.compactMap(\.error).joined(separator: "; ") + ".",
                 headers: [.retryAfter: "1"]
-            ).response(requestID: nil)
+            ).response(requestID: context.requestID)
         }
         var w = JSONWriter()
         w.beginObject()

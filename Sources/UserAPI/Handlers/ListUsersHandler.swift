@@ -10,10 +10,17 @@ struct ListUsersHandler {
     static let defaultLimit = 50
     static let maxLimit = 500
     static let link = HTTPField.Name("Link")!
+    static let parameters = ["limit", "after", "username", "email"]
 
     func handle(_ request: Request, context: AppRequestContext) async throws -> Response {
         let params = request.uri.queryParameters
         var errors: [FieldError] = []
+        for (key, _) in params where !Self.parameters.contains(String(key)) {
+            errors.append(
+                FieldError(
+                    field: String(key),
+                    message: "is not a query parameter of this route (allowed: \(Self.parameters.joined(separator: ", ")))"))
+        }
         var limit = Self.defaultLimit
         if let raw = params["limit"] {
             if let value = Int(raw), (1...Self.maxLimit).contains(value) {
@@ -44,7 +51,7 @@ struct ListUsersHandler {
 
     /// A page from the rows of a query for `limit + 1` users: the JSON array of
     /// the first `limit`, and its headers (`Link` when there are more, cache
-    /// policy; not the content type). `EventLoopFastPath` sends the same.
+    /// policy; not the content type).
     static func page(_ rows: [User], limit: Int, username: String?, email: String?) -> (body: JSONWriter, headers: HTTPFields) {
         let page = rows.prefix(limit)
         var w = JSONWriter(capacity: 64 + page.count * 220)
@@ -55,35 +62,8 @@ struct ListUsersHandler {
         if rows.count > limit, let last = page.last {
             headers[Self.link] = "<\(Self.nextURL(limit: limit, after: last.id, username: username, email: email))>; rel=\"next\""
         }
-        headers[.cacheControl] = "no-cache"
+        headers[.cacheControl] = "no-store"
         return (w, headers)
-    }
-
-    /// `limit` and `after` from a query string that holds nothing else, each at
-    /// most once, in plain characters (digits; a UUID, which needs no decoding), the limit in range;
-    /// nil for anything else, including every query `handle` would refuse.
-    /// `EventLoopFastPath` answers these pages; the rest go to `handle`.
-    static func plainQuery(_ query: Substring) -> (limit: Int, after: String?)? {
-        var limit: Int?
-        var after: String?
-        for pair in query.utf8.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: false) {
-            guard let equals = pair.firstIndex(of: UInt8(ascii: "=")) else { return nil }
-            let key = Substring(pair[..<equals])
-            let value = pair[pair.index(after: equals)...]
-            switch key {
-            case "limit" where limit == nil:
-                guard (1...3).contains(value.count), value.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-                    let number = Int(Substring(value)), (1...maxLimit).contains(number)
-                else { return nil }
-                limit = number
-            case "after" where after == nil:
-                guard let id = UserID.canonical(Substring(value)) else { return nil }
-                after = id
-            default:
-                return nil
-            }
-        }
-        return (limit ?? defaultLimit, after)
     }
 
     static func nextURL(limit: Int, after: String, username: String?, email: String?) -> String {

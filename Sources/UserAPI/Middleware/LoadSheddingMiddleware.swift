@@ -1,23 +1,19 @@
 import Hummingbird
 import Synchronization
 
-/// Caps the requests served at once. Past the cap a request gets an
+/// Caps the API requests served at once. Past the cap a request gets an
 /// immediate 503 with `Retry-After` instead of queueing until every client
-/// times out. Probes and metrics are exempt: an overloaded replica must not
-/// look dead to the kubelet, or it gets restarted while busy.
+/// times out. Probes and metrics are not behind it (see `buildRouter`): an
+/// overloaded replica must not look dead to the kubelet, or it gets
+/// restarted while busy.
 struct LoadSheddingMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
 
     let requests: InFlightRequests
 
-    static func isExempt(_ path: String) -> Bool {
-        path == "/healthz" || path == "/readyz" || path == "/metrics"
-    }
-
     func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
-        if Self.isExempt(request.uri.path) { return try await next(request, context) }
         guard requests.enter() else {
             throw Problem.unavailable("The server is at its limit of \(requests.limit) concurrent requests; retry shortly.")
         }
@@ -26,9 +22,7 @@ struct LoadSheddingMiddleware: RouterMiddleware {
     }
 }
 
-/// The requests being served that count towards `http.max_in_flight`: the
-/// router's, and the list pages `EventLoopFastPath` reads from storage, so
-/// one limit bounds both.
+/// The API requests being served, against `http.max_in_flight`.
 final class InFlightRequests: Sendable {
     /// 0: no limit.
     let limit: Int

@@ -9,17 +9,21 @@ import NIOHTTP1
 struct ProblemMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
 
+    /// The routes this router serves, for 405 answers.
+    let routes: [Route]
+
     func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
         do {
             return try await next(request, context)
         } catch {
-            return Self.problem(for: error, request: request, context: context).response(requestID: context.requestID)
+            return Self.problem(for: error, request: request, context: context, routes: routes)
+                .response(requestID: context.requestID)
         }
     }
 
-    static func problem(for error: any Error, request: Request, context: Context) -> Problem {
+    static func problem(for error: any Error, request: Request, context: Context, routes: [Route]) -> Problem {
         switch error {
         case let problem as Problem:
             return problem
@@ -36,11 +40,14 @@ struct ProblemMiddleware: RouterMiddleware {
             return .unavailable("The server has too many writes queued; retry shortly.", retryAfter: 1)
         case StoreError.unavailable(let reason):
             context.logger.warning("storage unavailable", metadata: ["reason": .string(reason)])
+            if reason == "the disk is full" {
+                return .unavailable("The database cannot take writes: the disk is full.", retryAfter: 30)
+            }
             return .unavailable("The database is unavailable; retry shortly.", retryAfter: 2)
         case let httpError as any HTTPResponseError where httpError.status == .notFound:
             // The router found no endpoint: a known path with another method is a 405.
-            if let route = RouteTable.match(path: request.uri.path), !route.allowed.contains(request.method) {
-                return .methodNotAllowed(request.method, allowed: route.allowed.map(\.rawValue))
+            if let allowed = Route.methods(matching: request.uri.path, among: routes), !allowed.contains(request.method) {
+                return .methodNotAllowed(request.method, allowed: allowed.map(\.rawValue))
             }
             return .notFound("There is nothing at \(request.uri.path); see /openapi.yaml for the routes.")
         case let httpError as any HTTPResponseError where httpError.status == .contentTooLarge:

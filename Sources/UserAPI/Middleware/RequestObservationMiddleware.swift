@@ -14,9 +14,9 @@ struct RequestObservationMiddleware: RouterMiddleware {
 
     static let requestIDHeader = HTTPField.Name("X-Request-ID")!
 
-    /// Template → index into `RouteTable.routes`, for the metrics cache key.
+    /// Template → index into `Route.templates`, for the metrics cache key.
     private static let routeIndex: [String: Int] = Dictionary(
-        uniqueKeysWithValues: RouteTable.routes.enumerated().map { ($0.element.template, $0.offset) })
+        uniqueKeysWithValues: Route.templates.enumerated().map { ($0.element, $0.offset) })
 
     func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
@@ -34,7 +34,8 @@ struct RequestObservationMiddleware: RouterMiddleware {
             response = try await next(request, context)
         } catch {
             // ProblemMiddleware answers everything; this only guards against a bug there.
-            response = ProblemMiddleware.problem(for: error, request: request, context: context).response(requestID: requestID)
+            response = ProblemMiddleware.problem(for: error, request: request, context: context, routes: [])
+                .response(requestID: requestID)
         }
         response.headers[Self.requestIDHeader] = requestID
 
@@ -46,7 +47,7 @@ struct RequestObservationMiddleware: RouterMiddleware {
         let route = routeIndex != nil ? context.endpointPath! : "unmatched"
         let status = Int(response.status.code)
         metrics?.requestFinished(
-            method: request.method, route: route, routeIndex: routeIndex ?? RouteTable.routes.count,
+            method: request.method, route: route, routeIndex: routeIndex ?? Route.templates.count,
             status: status, duration: duration)
         accessLog.record(
             method: request.method.rawValue, route: route, path: request.uri.path, status: status,

@@ -83,6 +83,16 @@ public final class AppMetrics: Sendable {
         h.duration.record(duration)
     }
 
+    /// A connection the server closed on its own (`ConnectionRules`), by reason.
+    func connectionClosed(reason: String) {
+        registry.makeCounter(
+            descriptor: .init(
+                metricName: "userapi_http_connections_closed", unitName: "total",
+                helpText: "Connections closed by the server: slow or stalled requests, per-client limit, invalid framing, early errors."),
+            labels: [("reason", reason)]
+        ).increment()
+    }
+
     // MARK: Storage
 
     func storageOperation(backend: String, operation: String, duration: Duration, error: String?) {

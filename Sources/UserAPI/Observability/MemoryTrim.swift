@@ -3,29 +3,17 @@ import Foundation
 
 /// Lowers resident memory once the server is ready.
 ///
-/// Loading a 40 MB executable and running start-up (argument parsing,
-/// configuration, migrations, runtime and Foundation initialisation) leaves
-/// ~30 MB of the binary's code and read-only data mapped: the kernel maps
-/// pages around every touched one ("fault-around"), and start-up code never
-/// runs again. Measured: 39 MB resident when idle, of which 3 MB is heap.
-/// Advising the kernel to page those clean, file-backed mappings out drops
-/// idle RSS to ~11 MB; the code a request needs comes back on first use
-/// (from the page cache, a minor fault), so serving settles at ~26 MB.
-/// Writable and heap memory are never touched. `memory.release_startup_pages`
-/// turns it off.
-///
-/// The advice takes the kernel ~35 ms here (it reclaims the pages there and
-/// then), and the first requests fault back in what they need: run inline
-/// when the listener opened, it held the first readiness probe back for both,
-/// ~45 ms of a ~100 ms exec-to-ready (bench/README.md). So it runs on a thread
-/// of its own at a lower priority, beside the first requests.
+/// Start-up (argument parsing, configuration, migrations, runtime
+/// initialisation) touches much of the executable's code and read-only data,
+/// and the kernel maps pages around every touched one; that code never runs
+/// again. Advising the kernel to page those clean, file-backed mappings out
+/// returns them; the code a request needs comes back on first use from the
+/// page cache. Writable and heap memory are never touched.
+/// `memory.release_startup_pages` turns it off.
 enum MemoryTrim {
-    /// `releaseStartupPages` on a new thread at nice +10; `done` gets its result there.
+    /// `releaseStartupPages` on a thread of its own, beside the first requests; `done` gets its result there.
     static func releaseStartupPagesInBackground(then done: @escaping @Sendable (Int) -> Void) {
-        Thread.detachNewThread {
-            StorageThreads.lowerCallingThread(by: 10)
-            done(releaseStartupPages())
-        }
+        Thread.detachNewThread { done(releaseStartupPages()) }
     }
 
     /// Returns the number of bytes advised (0 when unsupported).
@@ -52,11 +40,10 @@ enum MemoryTrim {
 
     /// Caps the number of glibc malloc arenas at `count` (0 leaves glibc's
     /// default, 8 per core). glibc gives each allocating thread its own arena
-    /// while fewer than the cap exist, and an arena keeps what is freed in it:
-    /// SQLite's reader threads building a page of rows each grew one, ~3 MB of
-    /// the peak resident memory under load (bench/README.md). Threads past the
-    /// cap share arenas; measured on one core, throughput did not change.
-    /// Arenas that already exist stay. Returns false when glibc refuses.
+    /// while fewer than the cap exist, and an arena keeps what is freed in it,
+    /// so every event loop, storage and task thread would hold its own.
+    /// Threads past the cap share arenas. Arenas that already exist stay.
+    /// Returns false when glibc refuses.
     @discardableResult
     static func limitMallocArenas(_ count: Int) -> Bool {
         guard count > 0 else { return true }

@@ -52,44 +52,8 @@ struct InstrumentedUserStore: UserStore {
     func schemaVersion() async throws -> Int { try await base.schemaVersion() }
     func ping() async throws { try await measure("ping") { try await base.ping() } }
     func list(_ query: UserListQuery) async throws -> [User] { try await measure("list") { try await base.list(query) } }
-    var listsWithoutTask: Bool { base.listsWithoutTask }
-    /// No span (tracing sends every request through the router). Only
-    /// successes are counted, as for `create(_:completion:)`: a failed read is
-    /// handed to the router, whose retry is counted with its error.
-    func list(_ query: UserListQuery, completion: @escaping @Sendable (Result<[User], any Error>) -> Void) {
-        base.list(query, completion: countingSuccess("list", completion))
-    }
     func get(id: String) async throws -> User? { try await measure("get") { try await base.get(id: id) } }
-    var hasUserCache: Bool { base.hasUserCache }
-    /// Counted as a `get` when it answers; a miss is counted by the `get` that follows.
-    func cachedUser(id: String) -> User? {
-        let start = ContinuousClock.now
-        guard let user = base.cachedUser(id: id) else { return nil }
-        metrics.storageOperation(backend: base.backend, operation: "get", duration: .now - start, error: nil)
-        return user
-    }
     func create(_ user: User) async throws -> User { try await measure("create") { try await base.create(user) } }
-    var createsWithoutTask: Bool { base.createsWithoutTask }
-    /// No span: tracing sends every request through the router, which calls the async `create`.
-    /// Only successes are counted: a failed insert is handed to the router, whose
-    /// retry is counted (with its error), so one request never counts two errors.
-    func create(_ user: User, completion: @escaping @Sendable (Result<User, any Error>) -> Void) {
-        base.create(user, completion: countingSuccess("create", completion))
-    }
-
-    /// `completion`, counting the call as `operation` when it succeeds.
-    private func countingSuccess<T>(
-        _ operation: String, _ completion: @escaping @Sendable (Result<T, any Error>) -> Void
-    ) -> @Sendable (Result<T, any Error>) -> Void {
-        let start = ContinuousClock.now
-        let (metrics, backend) = (self.metrics, base.backend)
-        return { result in
-            if case .success = result {
-                metrics.storageOperation(backend: backend, operation: operation, duration: .now - start, error: nil)
-            }
-            completion(result)
-        }
-    }
     func update(id: String, _ change: @escaping @Sendable (User) throws -> UserFields) async throws -> User {
         try await measure("update") { try await base.update(id: id, change) }
     }

@@ -1,12 +1,16 @@
 /// The schema history, shared by both backends: same versions, same meaning.
 /// Migrations are forward-only; each runs in a transaction together with its
-/// row in `schema_migrations`, so a crash leaves either all of it or none.
+/// record (GRDB's `grdb_migrations` on SQLite, `schema_migrations` on
+/// PostgreSQL), so a crash leaves either all of it or none.
 enum Schema {
     struct Migration {
         let version: Int
         let name: String
         let sqlite: [String]
         let postgres: [String]
+
+        /// The name GRDB's migrator records it under.
+        var identifier: String { "\(version) \(name)" }
     }
 
     static let migrations: [Migration] = [
@@ -15,7 +19,7 @@ enum Schema {
             name: "create users",
             sqlite: [
                 """
-                CREATE TABLE users (
+                CREATE TABLE IF NOT EXISTS users (
                     id TEXT PRIMARY KEY NOT NULL,
                     name TEXT NOT NULL,
                     username TEXT NOT NULL,

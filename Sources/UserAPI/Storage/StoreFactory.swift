@@ -2,16 +2,19 @@ import Logging
 
 /// Opens the store `database.url` names and brings its schema up to date.
 public enum StoreFactory {
-    public static func make(_ config: AppConfig, logger: Logger, metrics: AppMetrics? = nil) async throws -> any UserStore {
+    /// `waitForLock`: how long to wait for another process to let go of a
+    /// SQLite file (the server refuses at once; one-off commands wait).
+    public static func make(
+        _ config: AppConfig, logger: Logger, metrics: AppMetrics? = nil, waitForLock: Duration = .zero
+    ) async throws -> any UserStore {
         switch try DatabaseURL.parse(config.database.url) {
         case .sqlite(let path):
             var settings = SQLiteSettings(path: path)
             settings.synchronous = config.database.sqliteSynchronous
-            settings.busyTimeoutMillis = Int(config.database.sqliteBusyTimeout.milliseconds)
+            settings.busyTimeout = config.database.sqliteBusyTimeout
             settings.readers = config.database.sqliteReaders
             settings.maxQueuedWrites = config.database.maxQueuedWrites
-            settings.cachedUsers = config.database.sqliteCachedUsers
-            let store = try await SQLiteUserStore.open(settings, logger: logger)
+            let store = try await SQLiteUserStore.open(settings, logger: logger, waitForLock: waitForLock)
             if let metrics {
                 let depth = metrics.gauge(
                     "userapi_sqlite_write_queue_depth", help: "Writes waiting for the SQLite writer connection.")

@@ -29,8 +29,8 @@ public protocol UserStore: Sendable {
     /// A short description of where the data lives, without credentials.
     var location: String { get }
 
-    /// Applies pending schema migrations; safe to run concurrently from
-    /// several processes and to repeat. Returns the versions applied now.
+    /// Applies pending schema migrations; safe to repeat, and on PostgreSQL
+    /// to run from several replicas at once. Returns the versions applied now.
     func migrate() async throws -> MigrationReport
 
     /// The schema version recorded in the database (0 when never migrated).
@@ -40,38 +40,19 @@ public protocol UserStore: Sendable {
     func ping() async throws
 
     func list(_ query: UserListQuery) async throws -> [User]
-    /// Whether `list(_:completion:)` works (the event loop calls it, `EventLoopFastPath`).
-    var listsWithoutTask: Bool { get }
-    /// `list` for callers that are not tasks: `completion` runs once, on a
-    /// thread of the store's, with the rows or the error `list` would throw.
-    func list(_ query: UserListQuery, completion: @escaping @Sendable (Result<[User], any Error>) -> Void)
+
     func get(id: String) async throws -> User?
-
-    /// Whether the store keeps users in memory (`cachedUser` can answer).
-    var hasUserCache: Bool { get }
-
-    /// The user, when the store holds it in memory and that copy is current;
-    /// nil means "ask `get`". Synchronous and cheap: the event loop calls it
-    /// (`EventLoopFastPath`).
-    func cachedUser(id: String) -> User?
 
     /// Inserts `user`; throws `StoreError.conflict` naming the fields already taken.
     func create(_ user: User) async throws -> User
 
-    /// Whether `create(_:completion:)` works (the event loop calls it, `EventLoopFastPath`).
-    var createsWithoutTask: Bool { get }
-
-    /// `create` for callers that are not tasks: `completion` runs once, on a
-    /// thread of the store's, when the insert is durable or has failed.
-    func create(_ user: User, completion: @escaping @Sendable (Result<User, any Error>) -> Void)
-
     /// Reads the current user, hands it to `change` (which may throw to refuse,
-    /// e.g. a failed `If-Match`), and writes the result atomically: nobody else
-    /// can change the row in between. Unchanged fields leave the row (and its
-    /// version) untouched.
+    /// e.g. a failed `If-Match`), and writes `User.updated(with:)` of the
+    /// result, unless someone changed the user in between: then it starts
+    /// over with the newer user. Unchanged fields leave the row untouched.
     func update(id: String, _ change: @escaping @Sendable (User) throws -> UserFields) async throws -> User
 
-    /// Deletes the user after `check` approved the current version.
+    /// Deletes the user after `check` approved its current version.
     func delete(id: String, _ check: @escaping @Sendable (User) throws -> Void) async throws
 
     /// Bulk import used by `userapi db copy`: inserts rows that are missing and
@@ -80,25 +61,12 @@ public protocol UserStore: Sendable {
 
     func count() async throws -> Int
 
-    /// Background work (connection pool, writer) until graceful shutdown or
-    /// cancellation; then finishes queued writes and closes connections.
+    /// Background work (connection pool, group commit) until graceful shutdown
+    /// or cancellation; then finishes queued writes and closes connections.
     func run() async throws
 
     /// Stops accepting work, finishes queued writes and closes connections.
     func shutdown() async
-}
-
-extension UserStore {
-    public var listsWithoutTask: Bool { false }
-    public func list(_ query: UserListQuery, completion: @escaping @Sendable (Result<[User], any Error>) -> Void) {
-        completion(.failure(StoreError.unavailable(reason: "this store lists users from tasks only")))
-    }
-    public var hasUserCache: Bool { false }
-    public func cachedUser(id: String) -> User? { nil }
-    public var createsWithoutTask: Bool { false }
-    public func create(_ user: User, completion: @escaping @Sendable (Result<User, any Error>) -> Void) {
-        completion(.failure(StoreError.unavailable(reason: "this store creates users from tasks only")))
-    }
 }
 
 public struct MigrationReport: Sendable, Equatable {
@@ -120,4 +88,33 @@ public enum StoreError: Error, Sendable, Equatable {
     case overloaded
     /// The schema is older than this binary needs and migrations are off.
     case schemaOutdated(found: Int, required: Int)
+}
+
+/// A user in the source of `db copy` whose username or email belongs to a
+/// different user in the target.
+public struct ImportConflict: Error, Sendable {
+    public var id: String
+    public var error: StoreError
+}
+
+/// The columns of the `users` table, named once for both dialects: the id,
+/// every field of `UserFields.all` under its own name, and what the server keeps.
+enum UserColumns {
+    static let names: [String] = ["id"] + UserFields.all.map(\.name) + ["email_key", "created_at", "updated_at", "version"]
+    static let list = names.joined(separator: ", ")
+    /// `name = excluded.name, ...` for every column but the id (upserts).
+    static let fromExcluded = names.dropFirst().map { "\($0) = excluded.\($0)" }.joined(separator: ", ")
+
+    /// `$1, $2, ...` (PostgreSQL) or `?, ?, ...` (SQLite) for an INSERT of every column.
+    static func placeholders(numbered: Bool) -> String {
+        names.indices.map { numbered ? "$\($0 + 1)" : "?" }.joined(separator: ", ")
+    }
+
+    /// Which fields of `user` collide with `taken`, a row's (username, email key).
+    static func conflicts(of user: User, with taken: [(username: String, emailKey: String)]) -> StoreError {
+        var fields: [String] = []
+        if taken.contains(where: { $0.username == user.username }) { fields.append("username") }
+        if taken.contains(where: { $0.emailKey == user.emailKey }) { fields.append("email") }
+        return .conflict(fields: fields.isEmpty ? ["id"] : fields)
+    }
 }

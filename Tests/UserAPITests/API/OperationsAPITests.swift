@@ -106,17 +106,26 @@ struct OperationsAPITests {
         }
     }
 
-    @Test("metrics can move to their own port, leaving none on the API port")
-    func metricsPort() async throws {
+    @Test("with a management port, probes and metrics answer there and only there; users never do")
+    func managementPort() async throws {
         let dir = TempDir()
         var config = try await testConfig(dir)
         let port = try freePort()
-        config.metrics.port = port
+        config.http.managementPort = port
         try await withApp(config) { client, _ in
-            try await client.request(.get, "/metrics", token: nil).problem(.notFound)
-            let (data, response) = try await httpGet("http://127.0.0.1:\(port)/metrics")
-            #expect(response == 200)
-            #expect(String(decoding: data, as: UTF8.self).contains("userapi_build_info"))
+            for path in ["/metrics", "/healthz", "/readyz"] {
+                try await client.request(.get, path, token: nil).problem(.notFound)
+            }
+            #expect(try await client.request(.get, "/users").status == .ok)
+            let management = "http://127.0.0.1:\(port)"
+            let (metrics, status) = try await httpGet(management + "/metrics")
+            #expect(status == 200)
+            #expect(String(decoding: metrics, as: UTF8.self).contains("userapi_build_info"))
+            #expect(try await httpGet(management + "/healthz").1 == 200)
+            let (ready, readyStatus) = try await httpGet(management + "/readyz?verbose")
+            #expect(readyStatus == 200, "\(String(decoding: ready, as: UTF8.self))")
+            #expect(String(decoding: ready, as: UTF8.self).contains("[+]storage ok"))
+            #expect(try await httpGet(management + "/users").1 == 404)
         }
     }
 

@@ -140,10 +140,10 @@ struct ConfigLoaderTests {
         #expect(errors.first.map { $0.key.replacingOccurrences(of: "_", with: ".") } == key)
     }
 
-    @Test("cross-key rule: metrics.port must differ from http.port")
+    @Test("cross-key rule: http.management_port must differ from http.port")
     func crossCheck() async {
-        let errors = await errors { try await load(env: ["HTTP_PORT": "9000", "METRICS_PORT": "9000"]) }
-        #expect(errors.map(\.key) == ["metrics.port"])
+        let errors = await errors { try await load(env: ["HTTP_PORT": "9000", "HTTP_MANAGEMENT_PORT": "9000"]) }
+        #expect(errors.map(\.key) == ["http.management_port"])
     }
 
     @Test("a malformed or missing explicit file is an error; the default config/.env may be absent")

@@ -1,45 +1,49 @@
 import Foundation
-import SQLiteNIO
+import GRDB
 import Testing
 
 @testable import UserAPI
 
-@Suite("SQLite writer")
+@Suite("SQLite group commit and file lock")
 struct SQLiteWriterTests {
     static func user(_ n: Int, username: String? = nil) -> User {
-        let now = Timestamp.nowMillis()
-        return User(
-            id: UserID.make(), name: "User \(n)", username: username ?? "user\(n)", email: "user\(n)@example.com",
-            createdAt: now, updatedAt: now, version: 1)
+        User.new(UserFields(name: "User \(n)", username: username ?? "user\(n)", email: "user\(n)@example.com"))
     }
 
-    /// Another connection takes the file's write lock: the store's writer then waits in its
-    /// BEGIN (on SQLite's thread, in the busy handler) until `release`.
-    static func holdWriteLock(_ path: String) async throws -> SQLiteConnection {
-        let other = try await SQLiteConnection.open(storage: .file(path: path), logger: TestEnv.logger)
-        _ = try await other.query("BEGIN IMMEDIATE")
-        return other
+    static func open(_ path: String) async throws -> SQLiteUserStore {
+        var settings = SQLiteSettings(path: path)
+        // The test holds the write lock on purpose; the writer waits for it.
+        settings.busyTimeout = .seconds(120)
+        return try await SQLiteUserStore.open(settings, logger: TestEnv.logger)
     }
 
-    static func release(_ other: SQLiteConnection) async throws {
-        _ = try await other.query("COMMIT")
-        try await other.close()
-    }
-
-    @Test("writes queued beyond one transaction commit in full batches, and every caller hears its own outcome")
-    func fullBatches() async throws {
+    @Test("writes queued behind a busy file commit together, and each caller hears its own outcome")
+    func groupCommit() async throws {
         let dir = TempDir()
-        var settings = SQLiteSettings(path: dir.file("w.sqlite"))
-        settings.maxBatch = 8
-        settings.busyTimeoutMillis = 30_000
-        let store = try await SQLiteUserStore.open(settings, logger: TestEnv.logger)
-        let (path, batch) = (settings.path, settings.maxBatch)
-        let queued = 10 * batch
+        let path = dir.file("w.sqlite")
+        let store = try await Self.open(path)
+        let queued = 200
         try await withRunningStores([store]) {
             _ = try await store.migrate()
-            // The writer waits while the creates below queue up; once the lock is released it
-            // takes them `maxBatch` at a time (the full-batch path).
-            let other = try await Self.holdWriteLock(path)
+            let batchesBefore = store.committedBatches
+            // Another connection holds the write lock: the writer blocks in its BEGIN while the creates queue.
+            let other = try DatabaseQueue(path: path)
+            let locked = DispatchSemaphore(value: 0)
+            let release = DispatchSemaphore(value: 0)
+            let holder = Task.detached {
+                try other.inDatabase { db in
+                    try db.execute(sql: "BEGIN IMMEDIATE")
+                    locked.signal()
+                    release.wait()
+                    try db.execute(sql: "COMMIT")
+                }
+            }
+            await withCheckedContinuation { continuation in
+                DispatchQueue.global().async {
+                    locked.wait()
+                    continuation.resume()
+                }
+            }
             async let outcomes = withTaskGroup(of: (Int, Result<User, StoreError>).self) { group in
                 for i in 0..<queued {
                     group.addTask {
@@ -58,63 +62,44 @@ struct SQLiteWriterTests {
                 for await (i, outcome) in group { all[i] = outcome }
                 return all
             }
-            // The writer took at most one (partial) batch before it blocked.
-            try await waitUntil(within: .seconds(10)) { store.queuedWrites >= queued - batch }
-            #expect(store.queuedWrites >= queued - batch)
-            try await Self.release(other)
+            // Every create is with the writer: one batch blocked in BEGIN, the rest queued behind it.
+            try await waitUntil(within: .seconds(60)) { store.pendingWrites == queued }
+            #expect(store.pendingWrites == queued)
+            release.signal()
+            try await holder.value
+            try other.close()
             let results = await outcomes
             #expect(store.queuedWrites == 0)
             #expect(results.count == queued)
             for i in 0..<queued where i % 10 < 8 {
                 #expect((try? results[i]?.get())?.username == "user\(i)", "create \(i): \(String(describing: results[i]))")
             }
-            // Two creates for each such username: whichever ran first won, the other heard a conflict.
             for i in stride(from: 9, to: queued, by: 10) {
                 let pair = [results[i - 1], results[i]].compactMap { $0 }
                 #expect(pair.compactMap { try? $0.get() }.map(\.username) == ["user\(i - 1)"], "creates \(i - 1), \(i): \(pair)")
                 #expect(pair.contains { $0 == .failure(.conflict(fields: ["username"])) }, "creates \(i - 1), \(i): \(pair)")
             }
-            let stored = try await store.list(UserListQuery(limit: 1000, after: nil))
+            // The blocked batch, then everything queued behind it: two commits for 200 writes.
+            let batches = store.committedBatches - batchesBefore
+            #expect(batches <= 2, "\(queued) writes took \(batches) commits")
+            let stored = try await store.list(UserListQuery(limit: 1000))
             #expect(stored.count == queued - queued / 10)
-            #expect(Set(stored.map(\.username)) == Set((0..<queued).filter { $0 % 10 != 9 }.map { "user\($0)" }))
         }
     }
 
-    @Test("a caller resumed late cannot put an older version of a user into the cache")
-    func cacheFollowsCommitOrder() async throws {
+    @Test("a second store on the same file is refused, naming the file and the holder")
+    func secondProcessRefused() async throws {
         let dir = TempDir()
-        var settings = SQLiteSettings(path: dir.file("c.sqlite"))
-        settings.busyTimeoutMillis = 30_000
-        let store = try await SQLiteUserStore.open(settings, logger: TestEnv.logger)
-        let path = settings.path
+        let path = dir.file("locked.sqlite")
+        let store = try await Self.open(path)
         try await withRunningStores([store]) {
-            _ = try await store.migrate()
-            let user = try await store.create(Self.user(1))
-            func rename(_ name: String) -> @Sendable (User) throws -> UserFields {
-                { UserFields(name: name, username: $0.username, email: $0.email) }
-            }
-            // The writer waits for another connection's lock while both updates queue, in this order.
-            let other = try await Self.holdWriteLock(path)
-            let executor = HoldingExecutor()
-            let first = Task(executorPreference: executor) { try await store.update(id: user.id, rename("first")) }
-            // Its task is suspended in the write: hold whatever resumes it.
-            try await waitUntil(within: .seconds(10)) { executor.isIdle }
-            #expect(executor.isIdle)
-            executor.hold()
-            let second = Task { try await store.update(id: user.id, rename("second")) }
-            try await Self.release(other)
-
-            // The second update commits after the first and its caller returns first.
-            let newer = try await second.value
-            #expect(newer.name == "second" && newer.version == 3)
-            #expect(executor.heldJobs > 0, "the first caller was resumed and is held")
-            executor.release()
-            let older = try await first.value
-            #expect(older.name == "first" && older.version == 2)
-
-            // Reads by id come from the cache: they must see the last commit, not the last caller.
-            let read = try #require(try await store.get(id: user.id))
-            #expect(read.name == "second" && read.version == 3, "cache holds \(read.name) v\(read.version)")
+            let error = await #expect(throws: DatabaseInUse.self) { try await Self.open(path) }
+            let text = "\(error.map { $0 as Any } ?? "none")"
+            #expect(text.contains(path), "\(text)")
+            #expect(text.contains("pid \(getpid())"), "\(text)")
         }
+        // Closed: the file is free again.
+        let again = try await Self.open(path)
+        await again.shutdown()
     }
 }

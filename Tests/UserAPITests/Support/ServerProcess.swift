@@ -91,6 +91,8 @@ final class ServerProcess: Sendable {
 
     var pid: pid_t { process.pid }
 
+    var isRunning: Bool { process.isRunning }
+
     /// Waits for the "listening" line and records the bound port.
     func waitUntilListening(timeout: Duration = .seconds(20)) async throws {
         let deadline = ContinuousClock.now + timeout

@@ -1,52 +1,52 @@
 import Foundation
 import Logging
+import NIOCore
 import NIOSSL
 import PostgresNIO
 import Prometheus
 import ServiceLifecycle
 import Synchronization
 
-/// `UserStore` on PostgreSQL through postgres-nio's pooled `PostgresClient`.
+/// `UserStore` on PostgreSQL through postgres-nio's pooled `PostgresClient`,
+/// on the server's event loops. Request-path statements are prepared once per
+/// connection (`PostgresPreparedStatement`).
 ///
-/// Failure behaviour is designed for outages of a managed database: every
-/// call has a deadline (`database.statement_timeout`), connection-level
-/// failures become `StoreError.unavailable` (503, never a 500 with a driver
-/// message), and after such a failure new requests fail fast for a moment
-/// instead of piling up behind a dead pool; the readiness probe keeps trying
-/// and closes the breaker as soon as the database answers again.
+/// Failures of a managed database become `StoreError.unavailable` (503, never
+/// a 500 with a driver message). The server bounds each statement
+/// (`statement_timeout`); a connection whose server stops answering
+/// altogether is closed at the same deadline or when the caller is
+/// cancelled, and the pool opens a fresh one. While the database is
+/// unreachable, postgres-nio's pool fails waiting requests once connecting
+/// has failed for `database.connect_timeout`.
 public final class PostgresUserStore: UserStore {
     public let backend = "postgres"
     public let location: String
 
     private let client: PostgresClient
+    /// The same settings for one connection outside the pool (`connectDirectly`).
+    private let direct: PostgresConnection.Configuration
     private let logger: Logger
-    private let timeout: Duration
-    /// How long a request may wait for a pooled connection. Short, because a
-    /// long wait means the database is down or the pool is exhausted, and
-    /// either way a quick 503 serves the client better than a slow one.
-    private let acquireTimeout: Duration
-    private let breaker = CircuitBreaker(openFor: .seconds(1))
-    private let deadlines = DeadlineTimer()
+    private let timeout: TimeAmount
     private let pool: PoolGauges
 
-    static let columns = "id, name, username, email, created_at, updated_at, version"
     /// Arbitrary constant naming the migration lock among all advisory locks.
     static let migrationLockKey: Int64 = 0x7573_6572_6170_6931
 
     private init(
-        client: PostgresClient, location: String, timeout: Duration, acquireTimeout: Duration, logger: Logger,
-        pool: PoolGauges
+        client: PostgresClient, direct: PostgresConnection.Configuration, location: String, timeout: Duration,
+        logger: Logger, pool: PoolGauges
     ) {
         self.client = client
+        self.direct = direct
         self.location = location
-        self.timeout = timeout
-        self.acquireTimeout = acquireTimeout
+        self.timeout = .nanoseconds(Int64(timeout.seconds * 1e9))
         self.logger = logger
         self.pool = pool
     }
 
     public static func make(
-        url: DatabaseURL.PostgresURL, config: AppConfig.Database, logger: Logger, metrics: AppMetrics?
+        url: DatabaseURL.PostgresURL, config: AppConfig.Database, logger: Logger, metrics: AppMetrics?,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) throws -> PostgresUserStore {
         var password = url.password
         if let file = config.passwordFile {
@@ -58,38 +58,35 @@ public final class PostgresUserStore: UserStore {
         }
         let tls = try Self.tls(mode: config.tlsMode, sslModeInURL: url.sslMode, caFile: config.tlsCAFile)
         var configuration = PostgresClient.Configuration(
-            host: url.host, port: url.port, username: url.user, password: password, database: url.database, tls: tls)
+            host: url.host, port: url.port, username: url.user, password: password, database: url.database,
+            tls: tls.map { .require($0) } ?? .disable)
         configuration.options.maximumConnections = config.poolSize
-        // Idle connections are closed after 10 s and not pinged. postgres-nio arms a timer (a
-        // Task.sleep) for the idle timeout and one for the keep-alive each time a connection goes
-        // idle; reuse cancels them, but on Linux a cancelled sleep holds its libdispatch timer
-        // until it would have fired. With the defaults (60 s, 30 s) a run paced at 900 req/s grew
-        // by 13 MB every 10 s; with these settings it stays at 26 MB (bench/README.md). Without
-        // pings, a connection that died while idle fails on its next use (503 for that request);
-        // closing idle ones after 10 s keeps that window short.
-        // minimumConnections stays 0: above 0, this postgres-nio version trips a precondition
-        // (PoolStateMachine.ConnectionGroup.createNewDemandConnectionIfPossible) when a request
-        // arrives while the database is down and the pool is below its minimum.
-        configuration.options.minimumConnections = 0
         configuration.options.connectTimeout = config.connectTimeout
+        // Each time a connection goes idle, the pool arms a timer (a Task.sleep) for the idle
+        // timeout and one for the keep-alive; on Linux a sleep that is cancelled by the next
+        // lease holds its timer until it would have fired, so long timeouts grow memory under
+        // load. Hence no keep-alive pings and a short idle timeout: a connection that died while
+        // idle fails its next statement (a 503), and idle ones are closed after 10 s.
         configuration.options.keepAliveBehavior = nil
         configuration.options.connectionIdleTimeout = config.idleConnectionTimeout
-        // Server-side bound as well, so an abandoned query does not keep running.
+        // Server-side bound as well, so an abandoned statement does not keep running.
         configuration.options.additionalStartupParameters = [
             ("statement_timeout", "\(config.statementTimeout.milliseconds)"),
             ("application_name", "userapi"),
         ]
-        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-        let gauges = PoolGauges(max: config.poolSize, metrics: metrics)
+        let client = PostgresClient(configuration: configuration, eventLoopGroup: eventLoopGroup, backgroundLogger: logger)
+        var direct = PostgresConnection.Configuration(
+            host: url.host, port: url.port, username: url.user, password: password, database: url.database,
+            tls: try tls.map { .require(try NIOSSLContext(configuration: $0)) } ?? .disable)
+        direct.options.connectTimeout = TimeAmount.nanoseconds(Int64(config.connectTimeout.seconds * 1e9))
         let location = "postgres://\(url.user)@\(url.host):\(url.port)/\(url.database)"
         return PostgresUserStore(
-            client: client, location: location, timeout: config.statementTimeout,
-            acquireTimeout: min(config.acquireTimeout, config.statementTimeout), logger: logger, pool: gauges)
+            client: client, direct: direct, location: location, timeout: config.statementTimeout, logger: logger,
+            pool: PoolGauges(max: config.poolSize, metrics: metrics))
     }
 
-    static func tls(mode: AppConfig.Database.TLSMode, sslModeInURL: String?, caFile: String?) throws
-        -> PostgresClient.Configuration.TLS
-    {
+    /// The TLS settings for `mode`, or nil for plain text.
+    static func tls(mode: AppConfig.Database.TLSMode, sslModeInURL: String?, caFile: String?) throws -> TLSConfiguration? {
         // database.tls_mode wins; a libpq-style ?sslmode= in the URL is honoured when tls_mode is left at disable.
         var effective = mode
         if mode == .disable, let sslMode = sslModeInURL {
@@ -101,11 +98,11 @@ public final class PostgresUserStore: UserStore {
         }
         switch effective {
         case .disable:
-            return .disable
+            return nil
         case .require:
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.certificateVerification = .none
-            return .require(tls)
+            return tls
         case .verifyFull:
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.certificateVerification = .fullVerification
@@ -116,80 +113,66 @@ public final class PostgresUserStore: UserStore {
                 }
                 tls.trustRoots = .file(caFile)
             }
-            return .require(tls)
+            return tls
         }
+    }
+
+    /// Opens and closes one connection outside the pool, throwing the driver's
+    /// own error (refused, TLS, authentication): the pool only says that
+    /// connecting failed, not why.
+    package func connectDirectly() async throws {
+        let connection = try await PostgresConnection.connect(configuration: direct, id: 0, logger: logger)
+        try await connection.close()
     }
 
     // MARK: Plumbing
 
-    /// Runs `body` on a pooled connection within the deadline, translating
-    /// connection trouble into `StoreError.unavailable`.
-    private func withConnection<T: Sendable>(
-        probe: Bool = false, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
-    ) async throws -> T {
-        if !probe, breaker.isOpen {
-            throw StoreError.unavailable(reason: "postgres recently failed; failing fast")
-        }
-        let client = self.client
-        let pool = self.pool
-        let lease = ConnectionLease()
-        let leased = lease.started
+    /// Runs `body` on a pooled connection. Past the statement timeout, or when
+    /// the caller is cancelled, the connection is closed: a query on a server
+    /// that stopped answering would otherwise wait for the kernel to give up
+    /// on the socket (postgres-nio's queries do not end on cancellation). The
+    /// deadline is a timer on the connection's event loop, which a finished
+    /// call cancels.
+    private func withConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        let expired = ExpiryFlag()
+        pool.waiting(+1)
+        var leased = false
+        defer { if !leased { pool.waiting(-1) } }
         do {
-            let value = try await deadlines.withDeadline(
-                timeout, untilStarted: acquireTimeout, started: leased, onAbandon: { lease.abandon() }
-            ) {
-                pool.waiting(+1)
-                defer { if !leased.isSet { pool.waiting(-1) } }
-                return try await client.withConnection { connection in
-                    // The pool can hand out a connection just after the call was given up (its
-                    // lease does not check for cancellation): give it back unused.
-                    guard lease.hold(connection) else { throw DeadlineExceeded() }
-                    defer { lease.release() }
-                    pool.waiting(-1)
-                    pool.inUse(+1)
-                    defer { pool.inUse(-1) }
-                    return try await body(connection)
+            return try await client.withConnection { connection in
+                leased = true
+                pool.waiting(-1)
+                pool.inUse(+1)
+                defer { pool.inUse(-1) }
+                let deadline = connection.eventLoop.scheduleTask(in: timeout) { [expired] in
+                    expired.set()
+                    connection.close().whenComplete { _ in }
+                }
+                defer { deadline.cancel() }
+                return try await withTaskCancellationHandler {
+                    try await body(connection)
+                } onCancel: {
+                    connection.close().whenComplete { _ in }
                 }
             }
-            breaker.recordSuccess()
-            return value
-        } catch is DeadlineExceeded {
-            breaker.recordFailure()
-            if lease.wasAbandoned {
-                logger.warning(
-                    "postgres did not answer within the statement timeout; closed the connection",
-                    metadata: ["timeout": "\(timeout)"])
-            }
-            throw StoreError.unavailable(
-                reason: leased.isSet
-                    ? "postgres did not answer within \(timeout)"
-                    : "no database connection became available within \(acquireTimeout)")
         } catch let error as PSQLError {
+            // Cancelled callers closed their connection on purpose; they hear of their cancellation.
+            try Task.checkCancellation()
+            if expired.isSet {
+                logger.warning("postgres did not answer within the statement timeout; closed the connection")
+                throw StoreError.unavailable(reason: "postgres did not answer within \(Self.describe(timeout))")
+            }
             if Self.isUnavailable(error) {
-                breaker.recordFailure()
                 logger.warning("postgres unavailable", metadata: ["error": "\(Self.describe(error))"])
                 throw StoreError.unavailable(reason: Self.describe(error))
             }
             throw error
-        }
-    }
-
-    /// Runs `body` inside BEGIN/COMMIT, rolling back when it throws. Errors
-    /// are passed through unwrapped (postgres-nio's own helper wraps them).
-    private func withTransaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T)
-        async throws -> T
-    {
-        let logger = self.logger
-        return try await withConnection { connection in
-            try await connection.query("BEGIN", logger: logger)
-            do {
-                let value = try await body(connection)
-                try await connection.query("COMMIT", logger: logger)
-                return value
-            } catch {
-                _ = try? await connection.query("ROLLBACK", logger: logger)
-                throw error
-            }
+        } catch let error as CancellationError {
+            throw error
+        } catch {
+            // The pool's own errors (e.g. it gave up connecting): no connection to be had.
+            logger.warning("postgres unavailable", metadata: ["error": "\(error)"])
+            throw StoreError.unavailable(reason: "no database connection: \(error)")
         }
     }
 
@@ -215,27 +198,10 @@ public final class PostgresUserStore: UserStore {
         return "\(error.code)"
     }
 
+    static func describe(_ time: TimeAmount) -> String { "\(time.nanoseconds / 1_000_000)ms" }
+
     static func isUniqueViolation(_ error: any Error) -> Bool {
         (error as? PSQLError)?.serverInfo?[.sqlState] == "23505"
-    }
-
-    static func uuid(_ id: String) -> UUID? { UUID(uuidString: id) }
-
-    static func date(_ millis: Int64) -> Date { Date(timeIntervalSince1970: Double(millis) / 1000) }
-
-    static func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
-
-    static func users(_ rows: PostgresRowSequence) async throws -> [User] {
-        var users: [User] = []
-        for try await (id, name, username, email, created, updated, version) in rows.decode(
-            (UUID, String, String, String, Date, Date, Int64).self)
-        {
-            users.append(
-                User(
-                    id: id.uuidString.lowercased(), name: name, username: username, email: email,
-                    createdAt: millis(created), updatedAt: millis(updated), version: version))
-        }
-        return users
     }
 
     // MARK: UserStore
@@ -243,52 +209,41 @@ public final class PostgresUserStore: UserStore {
     public func run() async throws {
         // The pool runs until graceful shutdown cancels it; by then the HTTP
         // server has stopped, so no request is cut off.
-        await cancelWhenGracefulShutdown {
-            await withDiscardingTaskGroup { group in
-                group.addTask { await self.deadlines.run() }
-                await self.client.run()
-                group.cancelAll()
-            }
-        }
+        await cancelWhenGracefulShutdown { await self.client.run() }
     }
 
     public func shutdown() async {}
 
     public func migrate() async throws -> MigrationReport {
         let logger = self.logger
-        return try await withDeadline(.seconds(300)) {
-            try await self.client.withConnection { conn in
-                try await conn.query("BEGIN", logger: logger)
-                do {
-                    // Migrations may outlive the request statement timeout, and replicas
-                    // starting together wait here for the first one to finish.
-                    try await conn.query("SET LOCAL statement_timeout = '5min'", logger: logger)
-                    try await conn.query("SELECT pg_advisory_xact_lock(\(Self.migrationLockKey))", logger: logger)
+        return try await client.withConnection { conn in
+            try await conn.query("BEGIN", logger: logger)
+            do {
+                // Migrations may outlive the request statement timeout, and replicas
+                // starting together wait here for the first one to finish.
+                try await conn.query("SET LOCAL statement_timeout = '5min'", logger: logger)
+                try await conn.query("SELECT pg_advisory_xact_lock(\(Self.migrationLockKey))", logger: logger)
+                try await conn.query(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+                    logger: logger)
+                let current = try await conn.query(
+                    "SELECT coalesce(max(version), 0)::integer FROM schema_migrations", logger: logger
+                ).collect().first?.decode(Int.self) ?? 0
+                var applied: [Int] = []
+                for migration in Schema.migrations where migration.version > current {
+                    for statement in migration.postgres {
+                        try await conn.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                    }
                     try await conn.query(
-                        "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+                        "INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))",
                         logger: logger)
-                    var current = 0
-                    for try await v in try await conn.query(
-                        "SELECT coalesce(max(version), 0)::integer FROM schema_migrations", logger: logger
-                    ).decode(Int.self) {
-                        current = v
-                    }
-                    var applied: [Int] = []
-                    for migration in Schema.migrations where migration.version > current {
-                        for statement in migration.postgres {
-                            try await conn.query(PostgresQuery(unsafeSQL: statement), logger: logger)
-                        }
-                        try await conn.query(
-                            "INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))",
-                            logger: logger)
-                        applied.append(migration.version)
-                    }
-                    try await conn.query("COMMIT", logger: logger)
-                    return MigrationReport(applied: applied, current: max(current, applied.last ?? 0))
-                } catch {
-                    _ = try? await conn.query("ROLLBACK", logger: logger)
-                    throw error
+                    applied.append(migration.version)
                 }
+                try await conn.query("COMMIT", logger: logger)
+                return MigrationReport(applied: applied, current: max(current, applied.last ?? 0))
+            } catch {
+                _ = try? await conn.query("ROLLBACK", logger: logger)
+                throw error
             }
         }
     }
@@ -296,132 +251,92 @@ public final class PostgresUserStore: UserStore {
     public func schemaVersion() async throws -> Int {
         let logger = self.logger
         return try await withConnection { conn in
-            var exists = false
-            for try await e in try await conn.query(
-                "SELECT to_regclass('schema_migrations') IS NOT NULL", logger: logger
-            ).decode(Bool.self) {
-                exists = e
-            }
+            let exists =
+                try await conn.query("SELECT to_regclass('schema_migrations') IS NOT NULL", logger: logger)
+                .collect().first?.decode(Bool.self) ?? false
             guard exists else { return 0 }
-            var version = 0
-            for try await v in try await conn.query(
-                "SELECT coalesce(max(version), 0)::integer FROM schema_migrations", logger: logger
-            ).decode(Int.self) {
-                version = v
-            }
-            return version
+            return try await conn.query("SELECT coalesce(max(version), 0)::integer FROM schema_migrations", logger: logger)
+                .collect().first?.decode(Int.self) ?? 0
         }
     }
 
     public func ping() async throws {
         let logger = self.logger
-        try await withConnection(probe: true) { conn in
-            _ = try await conn.query("SELECT 1", logger: logger)
+        try await withConnection { conn in
+            _ = try await conn.query("SELECT 1", logger: logger).collect()
         }
     }
 
     public func list(_ query: UserListQuery) async throws -> [User] {
-        let logger = self.logger
-        return try await withConnection { conn in
-            var sql = PostgresQuery(unsafeSQL: "SELECT \(Self.columns) FROM users WHERE true")
-            var bindings = PostgresBindings()
-            if let after = query.after, let uuid = Self.uuid(after) {
-                bindings.append(uuid)
-                sql = PostgresQuery(unsafeSQL: sql.sql + " AND id > $\(bindings.count)")
-            }
-            if let username = query.username {
-                bindings.append(username)
-                sql = PostgresQuery(unsafeSQL: sql.sql + " AND username = $\(bindings.count)")
-            }
-            if let email = query.email {
-                bindings.append(User.emailKey(email))
-                sql = PostgresQuery(unsafeSQL: sql.sql + " AND email_key = $\(bindings.count)")
-            }
-            bindings.append(query.limit)
-            let final = PostgresQuery(unsafeSQL: sql.sql + " ORDER BY id LIMIT $\(bindings.count)", binds: bindings)
-            return try await Self.users(try await conn.query(final, logger: logger))
+        // username and the email key are unique: such a filter matches at most one user.
+        let filtered: [User]
+        if let username = query.username {
+            filtered = try await one(SelectUserByUsername(username: username))
+        } else if let email = query.email {
+            filtered = try await one(SelectUserByEmailKey(emailKey: User.emailKey(email)))
+        } else {
+            let after = try query.after.map { try Self.uuid($0) } ?? UUID(uuid: UUID.zero)
+            let statement = ListUsers(after: after, limit: query.limit)
+            let logger = self.logger
+            return try await withConnection { conn in try await conn.execute(statement, logger: logger).collectAll() }
+        }
+        return filtered.filter { user in
+            user.id > (query.after ?? "") && (query.email.map { user.emailKey == User.emailKey($0) } ?? true)
         }
     }
 
     public func get(id: String) async throws -> User? {
-        guard let uuid = Self.uuid(id) else { return nil }
+        guard let uuid = UUID(uuidString: id) else { return nil }
+        return try await one(SelectUser(id: uuid)).first
+    }
+
+    private func one<Statement: PostgresPreparedStatement>(_ statement: Statement) async throws -> [User]
+    where Statement.Row == User {
         let logger = self.logger
         return try await withConnection { conn in
-            try await Self.users(
-                try await conn.query(
-                    "SELECT id, name, username, email, created_at, updated_at, version FROM users WHERE id = \(uuid)",
-                    logger: logger)
-            ).first
+            try await conn.execute(statement, logger: logger).collectAll()
         }
     }
 
     public func create(_ user: User) async throws -> User {
-        guard let uuid = Self.uuid(user.id) else { throw StoreError.unavailable(reason: "invalid id") }
+        let statement = InsertUser(user: user)
         let logger = self.logger
         do {
-            return try await withConnection { conn in
-                try await conn.query(
-                    """
-                    INSERT INTO users (id, name, username, email, email_key, created_at, updated_at, version)
-                    VALUES (\(uuid), \(user.name), \(user.username), \(user.email), \(user.emailKey),
-                            \(Self.date(user.createdAt)), \(Self.date(user.updatedAt)), \(user.version))
-                    """, logger: logger)
-                return user
+            try await withConnection { conn in
+                _ = try await conn.execute(statement, logger: logger).collectAll()
             }
-        } catch  where Self.isUniqueViolation(error) {
-            throw try await conflict(for: user, excluding: nil)
+            return user
+        } catch where Self.isUniqueViolation(error) {
+            throw try await conflict(for: user)
         }
     }
 
+    /// Optimistic: the write applies only to the version `change` saw; if
+    /// someone changed the user in between, it runs again on the newer one.
     public func update(id: String, _ change: @escaping @Sendable (User) throws -> UserFields) async throws -> User {
-        guard let uuid = Self.uuid(id) else { throw StoreError.notFound }
-        let logger = self.logger
-        let attempted = Mutex<User?>(nil)
-        do {
-            return try await withTransaction { conn in
-                guard
-                    let current = try await Self.users(
-                        try await conn.query(
-                            "SELECT id, name, username, email, created_at, updated_at, version FROM users WHERE id = \(uuid) FOR UPDATE",
-                            logger: logger)
-                    ).first
-                else { throw StoreError.notFound }
-                let fields = try change(current)
-                if fields == UserFields(current) { return current }
-                var updated = current
-                updated.name = fields.name
-                updated.username = fields.username
-                updated.email = fields.email
-                updated.updatedAt = max(Timestamp.nowMillis(), current.updatedAt)
-                updated.version = current.version + 1
-                attempted.withLock { $0 = updated }
-                try await conn.query(
-                    """
-                    UPDATE users SET name = \(updated.name), username = \(updated.username), email = \(updated.email),
-                        email_key = \(updated.emailKey), updated_at = \(Self.date(updated.updatedAt)), version = \(updated.version)
-                    WHERE id = \(uuid)
-                    """, logger: logger)
-                return updated
+        while true {
+            guard let current = try await get(id: id) else { throw StoreError.notFound }
+            let updated = current.updated(with: try change(current))
+            if updated == current { return current }
+            let statement = UpdateUser(user: updated, expectedVersion: current.version)
+            let logger = self.logger
+            do {
+                let rows = try await withConnection { conn in try await conn.execute(statement, logger: logger).collectAll() }
+                if rows.count == 1 { return updated }
+            } catch where Self.isUniqueViolation(error) {
+                throw try await conflict(for: updated)
             }
-        } catch  where Self.isUniqueViolation(error) {
-            guard let user = attempted.withLock({ $0 }) else { throw error }
-            throw try await conflict(for: user, excluding: id)
         }
     }
 
     public func delete(id: String, _ check: @escaping @Sendable (User) throws -> Void) async throws {
-        guard let uuid = Self.uuid(id) else { throw StoreError.notFound }
-        let logger = self.logger
-        try await withTransaction { conn in
-            guard
-                let current = try await Self.users(
-                    try await conn.query(
-                        "SELECT id, name, username, email, created_at, updated_at, version FROM users WHERE id = \(uuid) FOR UPDATE",
-                        logger: logger)
-                ).first
-            else { throw StoreError.notFound }
+        while true {
+            guard let current = try await get(id: id), let uuid = UUID(uuidString: id) else { throw StoreError.notFound }
             try check(current)
-            try await conn.query("DELETE FROM users WHERE id = \(uuid)", logger: logger)
+            let statement = DeleteUser(id: uuid, expectedVersion: current.version)
+            let logger = self.logger
+            let rows = try await withConnection { conn in try await conn.execute(statement, logger: logger).collectAll() }
+            if rows.count == 1 { return }
         }
     }
 
@@ -430,81 +345,222 @@ public final class PostgresUserStore: UserStore {
         let logger = self.logger
         let current = Mutex<User?>(nil)
         do {
-            return try await withTransaction { conn in
-                var written = 0
-                for user in users {
-                    guard let uuid = Self.uuid(user.id) else { continue }
-                    current.withLock { $0 = user }
-                    let rows = try await conn.query(
-                        """
-                        INSERT INTO users (id, name, username, email, email_key, created_at, updated_at, version)
-                        VALUES (\(uuid), \(user.name), \(user.username), \(user.email), \(user.emailKey),
-                                \(Self.date(user.createdAt)), \(Self.date(user.updatedAt)), \(user.version))
-                        ON CONFLICT (id) DO UPDATE SET name = excluded.name, username = excluded.username,
-                            email = excluded.email, email_key = excluded.email_key, created_at = excluded.created_at,
-                            updated_at = excluded.updated_at, version = excluded.version
-                        WHERE users.version < excluded.version
-                        RETURNING id
-                        """, logger: logger)
-                    for try await _ in rows { written += 1 }
+            return try await withConnection { conn in
+                try await conn.query("BEGIN", logger: logger)
+                do {
+                    var written = 0
+                    for user in users {
+                        current.withLock { $0 = user }
+                        written += try await conn.execute(UpsertUser(user: user), logger: logger).collectAll().count
+                    }
+                    try await conn.query("COMMIT", logger: logger)
+                    return written
+                } catch {
+                    _ = try? await conn.query("ROLLBACK", logger: logger)
+                    throw error
                 }
-                return written
             }
-        } catch  where Self.isUniqueViolation(error) {
+        } catch where Self.isUniqueViolation(error) {
             guard let user = current.withLock({ $0 }) else { throw error }
-            throw ImportConflict(id: user.id, error: try await conflict(for: user, excluding: user.id))
+            throw ImportConflict(id: user.id, error: try await conflict(for: user))
         }
     }
 
     public func count() async throws -> Int {
         let logger = self.logger
         return try await withConnection { conn in
-            var n = 0
-            for try await c in try await conn.query("SELECT count(*)::bigint FROM users", logger: logger).decode(Int.self) {
-                n = c
-            }
-            return n
+            try await conn.query("SELECT count(*)::bigint FROM users", logger: logger).collect().first?.decode(Int.self) ?? 0
         }
     }
 
-    private func conflict(for user: User, excluding id: String?) async throws -> StoreError {
+    private func conflict(for user: User) async throws -> StoreError {
         let logger = self.logger
-        let exclude = id.flatMap(Self.uuid) ?? UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
-        let (username, emailKey) = (user.username, user.emailKey)
-        let fields = try await withConnection { conn -> [String] in
-            var fields: Set<String> = []
-            for try await (u, e) in try await conn.query(
-                "SELECT username, email_key FROM users WHERE (username = \(username) OR email_key = \(emailKey)) AND id <> \(exclude)",
+        let (username, emailKey, id) = (user.username, user.emailKey, try Self.uuid(user.id))
+        let taken = try await withConnection { conn in
+            try await conn.query(
+                "SELECT username, email_key FROM users WHERE (username = \(username) OR email_key = \(emailKey)) AND id <> \(id)",
                 logger: logger
-            ).decode((String, String).self) {
-                if u == username { fields.insert("username") }
-                if e == emailKey { fields.insert("email") }
-            }
-            return fields.sorted { $0 == "username" && $1 == "email" }
+            ).decode((String, String).self).collectAll()
         }
-        return .conflict(fields: fields.isEmpty ? ["id"] : fields)
+        return UserColumns.conflicts(of: user, with: taken.map { (username: $0.0, emailKey: $0.1) })
+    }
+
+    static func uuid(_ id: String) throws -> UUID {
+        guard let uuid = UUID(uuidString: id) else { throw StoreError.notFound }
+        return uuid
+    }
+
+    /// Whether this store's connections are encrypted, as the server sees them
+    /// (`pg_stat_ssl`). For tests and diagnostics.
+    package func connectionUsesTLS() async throws -> Bool {
+        let logger = self.logger
+        return try await withConnection { conn in
+            try await conn.query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", logger: logger)
+                .collect().first?.decode(Bool.self) ?? false
+        }
+    }
+
+    /// Connections leased by calls right now. For tests.
+    package var leasedConnections: Int { pool.inUse }
+
+    /// The server process behind one pooled connection. For tests.
+    package func backendPID() async throws -> Int {
+        let logger = self.logger
+        return try await withConnection { conn in
+            try await conn.query("SELECT pg_backend_pid()", logger: logger).collect().first?.decode(Int.self) ?? 0
+        }
+    }
+
+    /// Holds a pooled connection until `body` returns: for tests of what a
+    /// stuck connection does to the pool.
+    package func holdingConnection<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        try await withConnection { _ in try await body() }
     }
 }
 
-/// Fails fast for a short while after the database stopped answering, so a
-/// dead database costs each request microseconds, not a full timeout.
-final class CircuitBreaker: Sendable {
-    private let openFor: Duration
-    private let openUntil = Mutex<ContinuousClock.Instant?>(nil)
+// MARK: Rows and statements
 
-    init(openFor: Duration) {
-        self.openFor = openFor
+/// Set once, read from any thread.
+final class ExpiryFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    var isSet: Bool { value.load(ordering: .relaxed) }
+    func set() { value.store(true, ordering: .relaxed) }
+}
+
+extension AsyncSequence {
+    /// Every element, in order.
+    func collectAll() async throws -> [Element] {
+        var elements: [Element] = []
+        for try await element in self { elements.append(element) }
+        return elements
+    }
+}
+
+extension UUID {
+    static let zero: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+}
+
+/// The `users` row of a user, by `UserColumns`: both ways, by column name.
+enum PostgresUserRow {
+    static let select = "SELECT \(UserColumns.list) FROM users"
+    static let insert = "INSERT INTO users (\(UserColumns.list)) VALUES (\(UserColumns.placeholders(numbered: true)))"
+
+    static func bindings(_ user: User) throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: UserColumns.names.count)
+        bindings.append(try PostgresUserStore.uuid(user.id))
+        for field in UserFields.all { bindings.append(field.get(user.fields)) }
+        bindings.append(user.emailKey)
+        bindings.append(date(user.createdAt))
+        bindings.append(date(user.updatedAt))
+        bindings.append(user.version)
+        return bindings
     }
 
-    var isOpen: Bool {
-        openUntil.withLock { until in
-            guard let until else { return false }
-            return ContinuousClock.now < until
-        }
+    static func user(_ row: PostgresRow) throws -> User {
+        let cells = row.makeRandomAccess()
+        var fields = UserFields()
+        for field in UserFields.all { field.set(try cells[field.name].decode(String?.self), in: &fields) }
+        return User(
+            id: try cells["id"].decode(UUID.self).uuidString.lowercased(), fields: fields,
+            createdAt: millis(try cells["created_at"].decode(Date.self)),
+            updatedAt: millis(try cells["updated_at"].decode(Date.self)), version: try cells["version"].decode(Int64.self))
     }
 
-    func recordFailure() { openUntil.withLock { $0 = .now + openFor } }
-    func recordSuccess() { openUntil.withLock { $0 = nil } }
+    static func date(_ millis: Int64) -> Date { Date(timeIntervalSince1970: Double(millis) / 1000) }
+
+    static func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+}
+
+struct SelectUser: PostgresPreparedStatement {
+    static let sql = PostgresUserRow.select + " WHERE id = $1"
+    let id: UUID
+    func makeBindings() -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(id)
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> User { try PostgresUserRow.user(row) }
+}
+
+struct SelectUserByUsername: PostgresPreparedStatement {
+    static let sql = PostgresUserRow.select + " WHERE username = $1"
+    let username: String
+    func makeBindings() -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(username)
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> User { try PostgresUserRow.user(row) }
+}
+
+struct SelectUserByEmailKey: PostgresPreparedStatement {
+    static let sql = PostgresUserRow.select + " WHERE email_key = $1"
+    let emailKey: String
+    func makeBindings() -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(emailKey)
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> User { try PostgresUserRow.user(row) }
+}
+
+struct ListUsers: PostgresPreparedStatement {
+    static let sql = PostgresUserRow.select + " WHERE id > $1 ORDER BY id LIMIT $2"
+    let after: UUID
+    let limit: Int
+    func makeBindings() -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 2)
+        bindings.append(after)
+        bindings.append(limit)
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> User { try PostgresUserRow.user(row) }
+}
+
+/// Statements that change a row answer with its id, so callers count what changed.
+struct InsertUser: PostgresPreparedStatement {
+    static let sql = PostgresUserRow.insert + " RETURNING id"
+    let user: User
+    func makeBindings() throws -> PostgresBindings { try PostgresUserRow.bindings(user) }
+    func decodeRow(_ row: PostgresRow) throws -> UUID { try row.decode(UUID.self) }
+}
+
+struct UpsertUser: PostgresPreparedStatement {
+    static let sql =
+        PostgresUserRow.insert
+        + " ON CONFLICT (id) DO UPDATE SET \(UserColumns.fromExcluded) WHERE users.version < excluded.version RETURNING id"
+    let user: User
+    func makeBindings() throws -> PostgresBindings { try PostgresUserRow.bindings(user) }
+    func decodeRow(_ row: PostgresRow) throws -> UUID { try row.decode(UUID.self) }
+}
+
+/// Every column from the user (`$1` is the id), if the row is still at `expectedVersion`.
+struct UpdateUser: PostgresPreparedStatement {
+    static let sql =
+        "UPDATE users SET "
+        + UserColumns.names.enumerated().dropFirst().map { "\($0.element) = $\($0.offset + 1)" }.joined(separator: ", ")
+        + " WHERE id = $1 AND version = $\(UserColumns.names.count + 1) RETURNING id"
+    let user: User
+    let expectedVersion: Int64
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = try PostgresUserRow.bindings(user)
+        bindings.append(expectedVersion)
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> UUID { try row.decode(UUID.self) }
+}
+
+struct DeleteUser: PostgresPreparedStatement {
+    static let sql = "DELETE FROM users WHERE id = $1 AND version = $2 RETURNING id"
+    let id: UUID
+    let expectedVersion: Int64
+    func makeBindings() -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 2)
+        bindings.append(id)
+        bindings.append(expectedVersion)
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> UUID { try row.decode(UUID.self) }
 }
 
 /// Connection pool usage as seen from the service: leases in use and
@@ -523,6 +579,8 @@ final class PoolGauges: Sendable {
             Double(max))
     }
 
+    var inUse: Int { counts.withLock { $0.inUse } }
+
     func inUse(_ delta: Int) {
         let value = counts.withLock { c in
             c.inUse += delta
@@ -537,89 +595,5 @@ final class PoolGauges: Sendable {
             return c.waiting
         }
         waitingGauge?.set(Double(value))
-    }
-}
-
-/// Set once a request holds a pooled connection; switches its deadline from
-/// the acquire timeout to the statement timeout.
-final class LeaseFlag: Sendable {
-    private let value = Atomic<Bool>(false)
-    var isSet: Bool { value.load(ordering: .acquiring) }
-    func set() { value.store(true, ordering: .releasing) }
-}
-
-/// The connection one storage call holds, so that its deadline (or its
-/// caller's cancellation) can close it.
-///
-/// Why: postgres-nio's `query` does not honour task cancellation; it waits
-/// for the server's answer. When the server stops answering without closing
-/// the connection (network partition, frozen host, a failover that leaves the
-/// old address silent), the call and its pooled connection would stay stuck
-/// until the kernel gives up on the socket, minutes later, and with every
-/// connection stuck the pool could serve nothing even after the database is
-/// back. Closing the connection at the deadline fails the query at once and
-/// makes the pool open a fresh one.
-final class ConnectionLease: Sendable {
-    private struct State {
-        var connection: PostgresConnection?
-        /// The call was given up: its deadline passed or its caller was
-        /// cancelled (whether or not it held a connection then).
-        var givenUp = false
-        /// Giving up closed the connection this call held.
-        var abandoned = false
-    }
-
-    let started = LeaseFlag()
-    private let state = Mutex(State())
-
-    /// Records the connection the call got; false when the call has already
-    /// been given up, and then it must not use the connection.
-    func hold(_ connection: PostgresConnection) -> Bool {
-        let inTime = state.withLock { s in
-            guard !s.givenUp else { return false }
-            s.connection = connection
-            return true
-        }
-        if inTime { started.set() }
-        return inTime
-    }
-
-    /// The call is done with the connection; from here on the pool may give
-    /// it to another call, so the deadline must no longer touch it.
-    func release() {
-        state.withLock { $0.connection = nil }
-    }
-
-    /// The call is given up: close the connection if it still holds one (a
-    /// query on it may never end otherwise). Closing under the lock means
-    /// `release()` cannot hand the connection back to the pool between the
-    /// check and the close. After `release()` there is nothing to close.
-    func abandon() {
-        state.withLock { s in
-            s.givenUp = true
-            guard let connection = s.connection else { return }
-            s.abandoned = true
-            s.connection = nil
-            connection.close().whenComplete { _ in }
-        }
-    }
-
-    var wasAbandoned: Bool { state.withLock { $0.abandoned } }
-}
-
-extension PostgresUserStore {
-    /// Whether this store's connections are encrypted, as the server sees them
-    /// (`pg_stat_ssl`). For tests and diagnostics.
-    package func connectionUsesTLS() async throws -> Bool {
-        let logger = self.logger
-        return try await withConnection { conn in
-            var encrypted = false
-            for try await ssl in try await conn.query(
-                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", logger: logger
-            ).decode(Bool.self) {
-                encrypted = ssl
-            }
-            return encrypted
-        }
     }
 }

@@ -1,7 +1,6 @@
 import Foundation
+import GRDB
 import Logging
-import NIOCore
-import NIOPosix
 import ServiceLifecycle
 import Synchronization
 
@@ -16,437 +15,220 @@ public struct SQLiteSettings: Sendable, Equatable {
 
     public var path: String
     public var synchronous: Synchronous = .full
-    public var busyTimeoutMillis: Int = 5000
-    public var readers: Int = 2
-    public var maxQueuedWrites: Int = 1024
-    public var maxBatch: Int = 256
-    /// Users kept in memory for reads by id (0 turns the cache off).
-    public var cachedUsers: Int = 10_000
+    public var busyTimeout: Duration = .seconds(5)
+    public var readers = 2
+    public var maxQueuedWrites = 1024
 
     public init(path: String) {
         self.path = path
     }
 }
 
-/// `UserStore` on an embedded SQLite file in WAL mode.
-///
-/// One writer connection on a thread of its own applies queued writes in
-/// batches, one transaction each (see `SQLiteWriteQueue`); a few reader
-/// connections on threads of their own serve reads concurrently with it, as
-/// WAL allows (`SQLiteReaderPool`). No SQLite call runs on an event loop or the
-/// cooperative pool, so a slow fsync or disk read blocks only its own thread.
-/// The connections are `SQLiteHandle`s: our binding over sqlite-nio's SQLite,
-/// with prepared statements kept per connection.
+/// `UserStore` on an embedded SQLite file, through GRDB's `DatabasePool`:
+/// WAL mode, one writer connection and `readers` reader connections that read
+/// beside it. Writes go through `GroupCommit` (many writes, one fsync). The
+/// process holds `DatabaseFileLock` while the store is open: a SQLite file
+/// has one writer process.
 public final class SQLiteUserStore: UserStore {
     public let backend = "sqlite"
     public var location: String { "sqlite:\(settings.path)" }
 
     let settings: SQLiteSettings
-    private let writerThread: NIOThreadPool
-    private let writer: SQLiteHandle
-    private let readers: SQLiteReaderPool
-    private let queue: SQLiteWriteQueue
-    private let writerTask: Mutex<Task<Void, Never>?> = Mutex(nil)
+    private let pool: DatabasePool
+    private let lock: DatabaseFileLock
+    private let writes: GroupCommit
     private let logger: Logger
+    /// The group-commit loop, from open to shutdown.
+    private let writer = Mutex<Task<Void, Never>?>(nil)
     private let closed = Atomic<Bool>(false)
     private let closing = Mutex<Task<Void, Never>?>(nil)
-    let cache: UserCache
 
-    static let columns = "id, name, username, email, created_at, updated_at, version"
-
-    private init(
-        settings: SQLiteSettings, writerThread: NIOThreadPool, writer: SQLiteHandle, readers: SQLiteReaderPool,
-        logger: Logger
-    ) {
+    private init(settings: SQLiteSettings, pool: DatabasePool, lock: DatabaseFileLock, logger: Logger) {
         self.settings = settings
-        self.writerThread = writerThread
-        self.writer = writer
-        self.readers = readers
-        self.queue = SQLiteWriteQueue(capacity: settings.maxQueuedWrites)
-        self.cache = UserCache(capacity: settings.cachedUsers)
+        self.pool = pool
+        self.lock = lock
+        self.writes = GroupCommit(capacity: settings.maxQueuedWrites)
         self.logger = logger
+        let task = Task { [writes, pool] in
+            await writes.run(on: pool) { [weak self] error in self?.unavailable(error) ?? error }
+        }
+        writer.withLock { $0 = task }
     }
 
-    /// Opens (creating if needed) the database file and its directory.
-    public static func open(_ settings: SQLiteSettings, logger: Logger) async throws -> SQLiteUserStore {
-        let directory = (settings.path as NSString).deletingLastPathComponent
-        if !directory.isEmpty {
-            try FileManager.default.createDirectory(
-                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
-        }
-        let writerThread = NIOThreadPool(numberOfThreads: 1)
-        writerThread.start()
+    /// Opens (creating if needed) the database file and its directory. Refuses
+    /// when another process holds the file, after waiting up to `waitForLock`.
+    public static func open(_ settings: SQLiteSettings, logger: Logger, waitForLock: Duration = .zero) async throws
+        -> SQLiteUserStore
+    {
+        try Self.makeDirectories(for: settings.path)
+        let lock = try await DatabaseFileLock.acquire(database: settings.path, wait: waitForLock)
         do {
-            try await StorageThreads.lowerPriority(of: writerThread, threads: 1)
-            let writer = try await writerThread.runIfActive {
-                let writer = try SQLiteHandle(path: settings.path)
-                do {
-                    try writer.execute("PRAGMA busy_timeout = \(settings.busyTimeoutMillis)")
-                    // journal_mode answers with the mode it is in, which stays the
-                    // old one when the switch is impossible (e.g. a read-only directory).
-                    let mode = try writer.withStatement("PRAGMA journal_mode = WAL") { try $0.step() ? $0.text(0) : "" }
-                    guard mode.lowercased() == "wal" else {
-                        throw StoreError.unavailable(
-                            reason: "could not switch \(settings.path) to WAL mode (got \(mode.isEmpty ? "nothing" : mode))")
-                    }
-                    try writer.execute("PRAGMA synchronous = \(settings.synchronous.rawValue.uppercased())")
-                } catch {
-                    writer.close()
-                    throw error
-                }
-                return writer
-            }
-            do {
-                let readers = try await SQLiteReaderPool.open(
-                    path: settings.path, count: settings.readers, busyTimeoutMillis: settings.busyTimeoutMillis)
-                let store = SQLiteUserStore(
-                    settings: settings, writerThread: writerThread, writer: writer, readers: readers, logger: logger)
-                store.startWriter()
-                return store
-            } catch {
-                try? await writerThread.runIfActive { writer.close() }
-                throw error
-            }
-        } catch let error as SQLiteCallError {
-            try? await writerThread.shutdownGracefully()
-            throw StoreError.unavailable(reason: "sqlite: \(error.message)")
+            let pool = try DatabasePool(path: settings.path, configuration: configuration(settings))
+            return SQLiteUserStore(settings: settings, pool: pool, lock: lock, logger: logger)
         } catch {
-            try? await writerThread.shutdownGracefully()
-            throw error
+            lock.release()
+            throw StoreError.unavailable(reason: "cannot open \(settings.path): \(Self.cause(error))")
         }
     }
 
-    // MARK: Writer
-
-    private func startWriter() {
-        // The loop is one long job on the writer's thread: it blocks there
-        // while the queue is empty, and each batch runs there as a whole, so
-        // statements never hop between threads and a write never waits for
-        // the cooperative pool (it did when each statement was a call of its
-        // own: README, "Reliability", overload; and when the loop was a task:
-        // `SQLiteWriteQueue`). The task only waits for the loop to end.
-        let task = Task { [queue, writerThread, writer, logger, settings] in
-            do {
-                try await writerThread.runIfActive {
-                    while let batch = queue.nextBatch(limit: settings.maxBatch) {
-                        Self.commit(batch, on: writer, logger: logger)
-                    }
-                }
-            } catch {
-                logger.error("sqlite: the writer could not start", metadata: ["error": "\(error)"])
-                queue.closeAndTakeAll().forEach {
-                    $0.finish(batchError: StoreError.unavailable(reason: "the database is shutting down"))
-                }
+    /// `mkdir -p` of the file's directory, failing with the path and the system's reason.
+    static func makeDirectories(for file: String) throws {
+        var path = file.hasPrefix("/") ? "" : "."
+        for component in file.split(separator: "/").dropLast() {
+            path += "/" + component
+            guard mkdir(path, 0o750) == 0 || errno == EEXIST else {
+                throw StoreError.unavailable(reason: "cannot create the directory \(path): \(String(cString: strerror(errno)))")
             }
         }
-        writerTask.withLock { $0 = task }
     }
 
-    /// Runs `batch` in one transaction. A job that fails on its own (validation,
-    /// a unique conflict, a refused precondition) is reported to its caller
-    /// while the others commit; SQLite rolls back only the failed statement. Any
-    /// other database error aborts the whole batch, because SQLite may then have
-    /// rolled the transaction back already and nothing in it can be vouched for.
-    private static func commit(_ batch: [PendingWrite], on writer: SQLiteHandle, logger: Logger) {
-        do {
-            try writer.execute("BEGIN IMMEDIATE")
-        } catch {
-            logger.error("sqlite: cannot begin write transaction", metadata: ["error": "\(error)"])
-            batch.forEach { $0.finish(batchError: StoreError.unavailable(reason: "the database rejected the write")) }
-            return
+    static func configuration(_ settings: SQLiteSettings) -> Configuration {
+        var configuration = Configuration()
+        configuration.maximumReaderCount = settings.readers
+        configuration.busyMode = .timeout(settings.busyTimeout.seconds)
+        configuration.label = "userapi"
+        let synchronous = settings.synchronous.rawValue.uppercased()
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
         }
-        for job in batch {
-            do {
-                job.outcome = .success(try job.work(writer))
-            } catch let error as SQLiteCallError {
-                logger.error("sqlite: write failed, rolling back batch", metadata: ["error": "\(error)"])
-                try? writer.execute("ROLLBACK")
-                batch.forEach { $0.finish(batchError: StoreError.unavailable(reason: "the database rejected the write")) }
-                return
-            } catch {
-                job.outcome = .failure(error)
-            }
-        }
-        do {
-            try writer.execute("COMMIT")
-            batch.forEach { $0.finish(batchError: nil) }
-        } catch {
-            logger.error("sqlite: commit failed", metadata: ["error": "\(error)"])
-            try? writer.execute("ROLLBACK")
-            batch.forEach { $0.finish(batchError: StoreError.unavailable(reason: "the database could not commit the write")) }
-        }
+        return configuration
     }
 
-    /// Queues `work` for the writer. `committed` runs on the writer once the
-    /// batch has committed, in commit order (see `PendingWrite`).
-    private func write<T: Sendable>(
-        _ work: @escaping @Sendable (SQLiteHandle) throws -> T,
-        committed: @escaping @Sendable (T) -> Void = { _ in }
-    ) async throws -> T {
-        let result = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<any Sendable, any Error>) in
-            enqueue(work, committed: committed) { continuation.resume(with: $0.map { $0 as any Sendable }) }
-        }
-        return result as! T
+    /// The message of a database error without GRDB's decoration.
+    static func cause(_ error: any Error) -> String {
+        if let error = error as? DatabaseError { return error.message ?? "\(error.resultCode)" }
+        return "\(error)"
     }
 
-    /// `write` for callers that are not tasks: `completion` runs on the
-    /// writer's thread after COMMIT (or with the error), exactly once.
-    private func enqueue<T: Sendable>(
-        _ work: @escaping @Sendable (SQLiteHandle) throws -> T,
-        committed: @escaping @Sendable (T) -> Void,
-        completion: @escaping @Sendable (Result<T, any Error>) -> Void
-    ) {
-        let job = PendingWrite(
-            work: { try work($0) }, committed: { committed($0 as! T) },
-            resume: { result in completion(result.map { $0 as! T }) })
-        do {
-            try queue.enqueue(job)
-        } catch {
-            completion(.failure(error))
-        }
+    /// What a failed database call tells the client: storage trouble is a 503
+    /// it can retry, with the disk-full case said in words.
+    private func unavailable(_ error: any Error) -> any Error {
+        guard let error = error as? DatabaseError else { return error }
+        logger.error("sqlite: \(Self.cause(error))", metadata: ["code": "\(error.extendedResultCode)"])
+        if error.resultCode == .SQLITE_FULL { return StoreError.unavailable(reason: "the disk is full") }
+        return StoreError.unavailable(reason: "sqlite: \(Self.cause(error))")
     }
 
-    /// Runs a read on an idle reader connection. Storage-level failures
-    /// (closed, busy beyond the timeout, I/O) become `StoreError.unavailable`:
-    /// a 503 the client can retry, not a 500.
-    private func read<T: Sendable>(_ body: @escaping @Sendable (SQLiteHandle) throws -> T) async throws -> T {
+    private func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         guard !closed.load(ordering: .relaxed) else { throw StoreError.unavailable(reason: "the database is closed") }
         do {
-            return try await readers.read(body)
+            return try await pool.read(body)
         } catch {
-            throw readFailure(error)
+            throw unavailable(error)
         }
     }
 
-    /// `read` for callers that are not tasks: `completion` runs once, on a
-    /// reader's thread, with the same errors.
-    private func read<T: Sendable>(
-        _ body: @escaping @Sendable (SQLiteHandle) throws -> T,
-        completion: @escaping @Sendable (Result<T, any Error>) -> Void
-    ) {
-        guard !closed.load(ordering: .relaxed) else {
-            return completion(.failure(StoreError.unavailable(reason: "the database is closed")))
-        }
-        readers.read(body) { [self] result in completion(result.mapError { readFailure($0) }) }
-    }
+    /// Writes queued for the next batch; exported as a metric.
+    public var queuedWrites: Int { writes.depth }
 
-    /// What a failed read tells the caller.
-    private func readFailure(_ error: any Error) -> any Error {
-        if let error = error as? SQLiteCallError, error.isUnavailable {
-            logger.warning("sqlite: read failed", metadata: ["error": "\(error)"])
-            return StoreError.unavailable(reason: "sqlite: \(error.message)")
-        }
-        if error is CancellationError, closed.load(ordering: .relaxed) {
-            // The reader pool refuses queued reads once it is shutting down.
-            return StoreError.unavailable(reason: "the database is closed")
-        }
-        return error
-    }
+    /// Writes submitted and not yet answered.
+    var pendingWrites: Int { writes.pending }
 
-    /// Pending writes; exported as a metric so saturation is visible.
-    public var queuedWrites: Int { queue.depth }
+    /// Write transactions committed since the store opened.
+    var committedBatches: Int { writes.committedBatches }
 
     // MARK: UserStore
 
-    public func migrate() async throws -> MigrationReport {
-        try await write { conn in
-            // The writer already holds BEGIN IMMEDIATE, so a second process
-            // migrating the same file waits on the lock, then sees our rows.
-            try conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
-            )
-            let current = try conn.integer("SELECT coalesce(max(version), 0) FROM schema_migrations")
-            var applied: [Int] = []
-            for migration in Schema.migrations where migration.version > current {
-                for statement in migration.sqlite {
-                    try conn.execute(statement)
-                }
-                try conn.withStatement("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)") {
-                    try $0.bind(1, Int64(migration.version))
-                    try $0.bind(2, migration.name)
-                    try $0.bind(3, Timestamp.nowMillis())
-                    _ = try $0.step()
-                }
-                applied.append(migration.version)
+    static let migrator: DatabaseMigrator = {
+        var migrator = DatabaseMigrator()
+        for migration in Schema.migrations {
+            migrator.registerMigration(migration.identifier) { db in
+                for statement in migration.sqlite { try db.execute(sql: statement) }
             }
-            return MigrationReport(applied: applied, current: max(current, applied.last ?? 0))
+        }
+        return migrator
+    }()
+
+    public func migrate() async throws -> MigrationReport {
+        do {
+            let before = try await schemaVersion()
+            try Self.migrator.migrate(pool)
+            let after = try await schemaVersion()
+            return MigrationReport(applied: Schema.migrations.map(\.version).filter { $0 > before && $0 <= after }, current: after)
+        } catch {
+            throw unavailable(error)
         }
     }
 
-    /// The schema version recorded in the file (0 for a new database).
     public func schemaVersion() async throws -> Int {
-        try await read { reader in
-            let exists = try reader.integer(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
-            guard exists > 0 else { return 0 }
-            return try reader.integer("SELECT coalesce(max(version), 0) FROM schema_migrations")
+        try await read { db in
+            let applied = try Self.migrator.appliedIdentifiers(db)
+            return Schema.migrations.filter { applied.contains($0.identifier) }.map(\.version).max() ?? 0
         }
     }
 
     public func ping() async throws {
-        _ = try await read { try $0.integer("SELECT 1") }
+        _ = try await read { try Int.fetchOne($0, sql: "SELECT 1") }
     }
 
     public func list(_ query: UserListQuery) async throws -> [User] {
-        try await read(Self.listing(query))
-    }
-
-    public var listsWithoutTask: Bool { true }
-
-    public func list(_ query: UserListQuery, completion: @escaping @Sendable (Result<[User], any Error>) -> Void) {
-        read(Self.listing(query), completion: completion)
-    }
-
-    /// The read behind `list`: one statement, the rows in id order.
-    private static func listing(_ query: UserListQuery) -> @Sendable (SQLiteHandle) throws -> [User] {
-        var sql = "SELECT \(Self.columns) FROM users"
         var conditions: [String] = []
-        var binds: [String] = []
+        var arguments: [any DatabaseValueConvertible] = []
         if let after = query.after {
             conditions.append("id > ?")
-            binds.append(after)
+            arguments.append(after)
         }
         if let username = query.username {
             conditions.append("username = ?")
-            binds.append(username)
+            arguments.append(username)
         }
         if let email = query.email {
             conditions.append("email_key = ?")
-            binds.append(User.emailKey(email))
+            arguments.append(User.emailKey(email))
         }
-        if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }
-        sql += " ORDER BY id LIMIT ?"
-        let limit = Int64(query.limit)
-        return { [sql, binds] reader in
-            try reader.withStatement(sql) { statement in
-                for (i, value) in binds.enumerated() { try statement.bind(Int32(i + 1), value) }
-                try statement.bind(Int32(binds.count + 1), limit)
-                var users: [User] = []
-                users.reserveCapacity(Int(limit))
-                while try statement.step() { users.append(Self.decode(statement)) }
-                return users
-            }
+        let filter = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
+        let sql = "SELECT \(UserColumns.list) FROM users\(filter) ORDER BY id LIMIT ?"
+        arguments.append(query.limit)
+        let bound = StatementArguments(arguments)
+        return try await read { db in
+            try Row.fetchAll(db.cachedStatement(sql: sql), arguments: bound).map(Self.user(from:))
         }
     }
 
-    public var hasUserCache: Bool { cache.isEnabled }
-
-    public func cachedUser(id: String) -> User? { cache.get(id).user }
-
     public func get(id: String) async throws -> User? {
-        let (cached, generation) = cache.get(id)
-        if let cached { return cached }
-        let user = try await read { try Self.user(id: id, on: $0) }
-        if let user { cache.fill(user, readAt: generation) }
-        return user
+        try await read { try Self.user(id: id, in: $0) }
     }
 
     public func create(_ user: User) async throws -> User {
-        let cache = self.cache
-        return try await write {
-            try Self.insert(user, on: $0)
-        } committed: {
-            cache.store($0)
+        try await write { db in
+            try Self.insert(user, in: db)
+            return user
         }
-    }
-
-    public var createsWithoutTask: Bool { true }
-
-    public func create(_ user: User, completion: @escaping @Sendable (Result<User, any Error>) -> Void) {
-        let cache = self.cache
-        enqueue({ try Self.insert(user, on: $0) }, committed: { cache.store($0) }, completion: completion)
-    }
-
-    private static func insert(_ user: User, on conn: SQLiteHandle) throws -> User {
-        do {
-            try conn.withStatement(
-                "INSERT INTO users (id, name, username, email, email_key, created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            ) {
-                try Self.bind(user, to: &$0)
-                _ = try $0.step()
-            }
-        } catch let error as SQLiteCallError where error.isConstraintViolation {
-            throw try Self.conflict(for: user, excluding: nil, on: conn)
-        }
-        return user
     }
 
     public func update(id: String, _ change: @escaping @Sendable (User) throws -> UserFields) async throws -> User {
-        let cache = self.cache
-        return try await write { conn in
-            guard let current = try Self.user(id: id, on: conn) else { throw StoreError.notFound }
-            let fields = try change(current)
-            if fields == UserFields(current) { return current }
-            var updated = current
-            updated.name = fields.name
-            updated.username = fields.username
-            updated.email = fields.email
-            updated.updatedAt = max(Timestamp.nowMillis(), current.updatedAt)
-            updated.version = current.version + 1
+        // Inside the writer's transaction nobody else writes: read, decide, write.
+        try await write { db in
+            guard let current = try Self.user(id: id, in: db) else { throw StoreError.notFound }
+            let updated = current.updated(with: try change(current))
+            guard updated != current else { return current }
             do {
-                try conn.withStatement(
-                    "UPDATE users SET name = ?, username = ?, email = ?, email_key = ?, updated_at = ?, version = ? WHERE id = ?"
-                ) {
-                    try $0.bind(1, updated.name)
-                    try $0.bind(2, updated.username)
-                    try $0.bind(3, updated.email)
-                    try $0.bind(4, updated.emailKey)
-                    try $0.bind(5, updated.updatedAt)
-                    try $0.bind(6, updated.version)
-                    try $0.bind(7, id)
-                    _ = try $0.step()
-                }
-            } catch let error as SQLiteCallError where error.isConstraintViolation {
-                throw try Self.conflict(for: updated, excluding: id, on: conn)
+                try db.cachedStatement(sql: Self.updateSQL).execute(arguments: Self.arguments(updated))
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+                throw try Self.conflict(for: updated, in: db)
             }
             return updated
-        } committed: {
-            cache.store($0)
         }
     }
 
     public func delete(id: String, _ check: @escaping @Sendable (User) throws -> Void) async throws {
-        let cache = self.cache
-        try await write { conn in
-            guard let current = try Self.user(id: id, on: conn) else { throw StoreError.notFound }
+        try await write { db in
+            guard let current = try Self.user(id: id, in: db) else { throw StoreError.notFound }
             try check(current)
-            try conn.withStatement("DELETE FROM users WHERE id = ?") {
-                try $0.bind(1, id)
-                _ = try $0.step()
-            }
-        } committed: {
-            cache.remove(id)
+            try db.cachedStatement(sql: "DELETE FROM users WHERE id = ?").execute(arguments: [id])
         }
     }
 
     public func importUsers(_ users: [User]) async throws -> Int {
         guard !users.isEmpty else { return 0 }
-        // Whatever happened, the rows may have changed: start the cache afresh.
-        defer { cache.clear() }
-        return try await write { conn in
+        return try await write { db in
             var written = 0
             for user in users {
                 do {
-                    let changed = try conn.withStatement(
-                        """
-                        INSERT INTO users (id, name, username, email, email_key, created_at, updated_at, version)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                        ON CONFLICT (id) DO UPDATE SET name = excluded.name, username = excluded.username,
-                            email = excluded.email, email_key = excluded.email_key, created_at = excluded.created_at,
-                            updated_at = excluded.updated_at, version = excluded.version
-                        WHERE excluded.version > users.version
-                        RETURNING id
-                        """
-                    ) {
-                        try Self.bind(user, to: &$0)
-                        // Drain the statement: RETURNING rows are only final once it is done.
-                        var rows = 0
-                        while try $0.step() { rows += 1 }
-                        return rows
-                    }
-                    written += changed
-                } catch let error as SQLiteCallError where error.isConstraintViolation {
-                    throw ImportConflict(id: user.id, error: try Self.conflict(for: user, excluding: user.id, on: conn))
+                    try db.cachedStatement(sql: Self.upsertSQL).execute(arguments: StatementArguments(Self.values(user)))
+                    written += db.changesCount
+                } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+                    throw ImportConflict(id: user.id, error: try Self.conflict(for: user, in: db))
                 }
             }
             return written
@@ -454,12 +236,7 @@ public final class SQLiteUserStore: UserStore {
     }
 
     public func count() async throws -> Int {
-        try await read { try $0.integer("SELECT count(*) FROM users") }
-    }
-
-    /// Reads users in id order for `db copy`, `limit` at a time.
-    public func page(after: String?, limit: Int) async throws -> [User] {
-        try await list(UserListQuery(limit: limit, after: after))
+        try await read { try Int.fetchOne($0, sql: "SELECT count(*) FROM users") ?? 0 }
     }
 
     public func run() async throws {
@@ -468,82 +245,90 @@ public final class SQLiteUserStore: UserStore {
         await shutdown()
     }
 
-    /// Idempotent; every caller waits until the store is fully closed.
+    /// Idempotent; every caller waits until it is done: refuses new calls,
+    /// commits the queued writes, folds the WAL back into the file (one file
+    /// at rest) and lets go of the file. The connections close when the store
+    /// is released, so a read still in flight finishes normally.
     public func shutdown() async {
-        // Closing must complete even when the caller was cancelled (NIO's
-        // thread pools refuse work from cancelled tasks), or queued writes and
-        // open file handles would be abandoned: run it in a task of its own.
         let task = closing.withLock { current -> Task<Void, Never> in
             if let current { return current }
             closed.store(true, ordering: .relaxed)
-            let task = Task { await self.closeEverything() }
+            let task = Task { [self] in
+                writes.close()
+                await writer.withLock { $0 }?.value
+                do {
+                    _ = try await pool.writeWithoutTransaction { try $0.checkpoint(.truncate) }
+                } catch {
+                    logger.warning("sqlite: checkpoint at close: \(Self.cause(error))")
+                }
+                lock.release()
+                logger.info("sqlite: closed", metadata: ["path": "\(settings.path)"])
+            }
             current = task
             return task
         }
         await task.value
     }
 
-    private func closeEverything() async {
-        queue.close()
-        await writerTask.withLock { $0 }?.value
-        await readers.close()
-        // Fold the WAL back into the main file so the directory holds one file at rest.
-        try? await writerThread.runIfActive { [writer] in
-            try? writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            writer.close()
+    /// Copies the database, consistently, to a new file at `destination`
+    /// (SQLite's online backup), while writes go on.
+    public func backup(to destination: String) async throws {
+        let target = try DatabaseQueue(path: destination)
+        try await pool.read { db in
+            try target.writeWithoutTransaction { try db.backup(to: $0) }
         }
-        try? await writerThread.shutdownGracefully()
-        logger.info("sqlite: closed", metadata: ["path": "\(settings.path)"])
+        try target.close()
     }
 
     // MARK: Rows
 
-    /// Binds `user` to parameters 1-8 in the column order of an INSERT.
-    static func bind(_ user: User, to statement: inout SQLiteStatementCursor) throws {
-        try statement.bind(1, user.id)
-        try statement.bind(2, user.name)
-        try statement.bind(3, user.username)
-        try statement.bind(4, user.email)
-        try statement.bind(5, user.emailKey)
-        try statement.bind(6, user.createdAt)
-        try statement.bind(7, user.updatedAt)
-        try statement.bind(8, user.version)
+    private func write<T: Sendable>(_ work: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await writes.submit(work)
     }
 
-    /// The current row of a statement that selects `columns`.
-    static func decode(_ row: SQLiteStatementCursor) -> User {
-        User(
-            id: row.text(0), name: row.text(1), username: row.text(2), email: row.text(3),
-            createdAt: row.int64(4), updatedAt: row.int64(5), version: row.int64(6))
+    static let insertSQL = "INSERT INTO users (\(UserColumns.list)) VALUES (\(UserColumns.placeholders(numbered: false)))"
+    static let updateSQL =
+        "UPDATE users SET " + UserColumns.names.dropFirst().map { "\($0) = ?" }.joined(separator: ", ") + " WHERE id = ?"
+    static let upsertSQL =
+        insertSQL + " ON CONFLICT (id) DO UPDATE SET \(UserColumns.fromExcluded) WHERE excluded.version > users.version"
+
+    /// Every column's value, in `UserColumns.names` order.
+    static func values(_ user: User) -> [(any DatabaseValueConvertible)?] {
+        [user.id] + UserFields.all.map { $0.get(user.fields) } + [user.emailKey, user.createdAt, user.updatedAt, user.version]
     }
 
-    static func user(id: String, on conn: SQLiteHandle) throws -> User? {
-        try conn.withStatement("SELECT \(columns) FROM users WHERE id = ?") { statement in
-            try statement.bind(1, id)
-            return try statement.step() ? decode(statement) : nil
+    /// The values for `updateSQL`: every column but the id, then the id.
+    static func arguments(_ user: User) -> StatementArguments {
+        let values = values(user)
+        return StatementArguments(values.dropFirst() + [values[0]])
+    }
+
+    static func user(from row: Row) -> User {
+        var fields = UserFields()
+        for field in UserFields.all { field.set(row[field.name], in: &fields) }
+        return User(
+            id: row["id"], fields: fields, createdAt: row["created_at"], updatedAt: row["updated_at"],
+            version: row["version"])
+    }
+
+    static func user(id: String, in db: Database) throws -> User? {
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT \(UserColumns.list) FROM users WHERE id = ?"), arguments: [id])
+            .map(user(from:))
+    }
+
+    private static func insert(_ user: User, in db: Database) throws {
+        do {
+            try db.cachedStatement(sql: insertSQL).execute(arguments: StatementArguments(values(user)))
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+            throw try conflict(for: user, in: db)
         }
     }
 
     /// Works out which unique fields `user` collides on, for a 409 that names them all.
-    private static func conflict(for user: User, excluding id: String?, on conn: SQLiteHandle) throws -> StoreError {
-        var fields: Set<String> = []
-        try conn.withStatement("SELECT username, email_key FROM users WHERE (username = ? OR email_key = ?) AND id <> ?") {
-            try $0.bind(1, user.username)
-            try $0.bind(2, user.emailKey)
-            try $0.bind(3, id ?? "")
-            while try $0.step() {
-                if $0.text(0) == user.username { fields.insert("username") }
-                if $0.text(1) == user.emailKey { fields.insert("email") }
-            }
-        }
-        let named = ["username", "email"].filter(fields.contains)
-        return .conflict(fields: named.isEmpty ? ["id"] : named)
+    private static func conflict(for user: User, in db: Database) throws -> StoreError {
+        let rows = try Row.fetchAll(
+            db, sql: "SELECT username, email_key FROM users WHERE (username = ? OR email_key = ?) AND id <> ?",
+            arguments: [user.username, user.emailKey, user.id])
+        return UserColumns.conflicts(of: user, with: rows.map { ($0["username"], $0["email_key"]) })
     }
-}
-
-/// A user in the source of `db copy` whose username or email belongs to a
-/// different user in the target.
-public struct ImportConflict: Error, Sendable {
-    public var id: String
-    public var error: StoreError
 }
