@@ -121,11 +121,15 @@ def check_api_pod(objs: list[dict[str, Any]]) -> list[str]:
         problems.append(f"{where}: HTTP_PORT {env.get('HTTP_PORT')} differs from containerPort {ports['http']}")
     if env.get("HTTP_HOST") != "0.0.0.0":
         problems.append(f"{where}: HTTP_HOST is not 0.0.0.0 (the app would listen on loopback only)")
+    # With a management port (HTTP_MANAGEMENT_PORT) the app serves its probes there.
+    probe_port = "management" if "management" in ports else "http"
+    if "management" in ports and env.get("HTTP_MANAGEMENT_PORT") != str(ports["management"]):
+        problems.append(f"{where}: HTTP_MANAGEMENT_PORT {env.get('HTTP_MANAGEMENT_PORT')} differs from containerPort {ports['management']}")
     expected = {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
     for probe, path in expected.items():
         get = c.get(probe, {}).get("httpGet", {})
-        if get.get("path") != path or get.get("port") != "http":
-            problems.append(f"{where}: {probe} is not httpGet {path} on port http")
+        if get.get("path") != path or get.get("port") != probe_port:
+            problems.append(f"{where}: {probe} is not httpGet {path} on port {probe_port}")
 
     try:
         drain, timeout = seconds(env["SHUTDOWN_DRAIN_DELAY"]), seconds(env["SHUTDOWN_TIMEOUT"])

@@ -25,6 +25,7 @@ import base64
 import copy
 import functools
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,7 +40,21 @@ pytestmark = pytest.mark.chart
 
 SCENARIOS = chartlib.scenarios()
 KUBE = chartlib.KUBE_VERSIONS
-ARGOCD = sorted((chartlib.ROOT / "deploy" / "argocd").glob("*.yaml"))
+
+
+def sources(app: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = app.get("spec", {})
+    return spec.get("sources") or [spec.get("source", {})]
+
+
+def argocd_applications() -> list[Path]:
+    """Argo CD Applications under deploy/argocd that deploy the chart (one source's path)."""
+    docs = {p: yaml.safe_load(p.read_text()) for p in sorted((chartlib.ROOT / "deploy" / "argocd").rglob("*.yaml"))}
+    return [p for p, d in docs.items() if isinstance(d, dict) and d.get("kind") == "Application"
+            and any(str(s.get("path", "")).rstrip("/") == "deploy/helm/userapi" for s in sources(d))]
+
+
+ARGOCD = argocd_applications()
 crd_schemas = functools.cache(checks.load_crd_schemas)
 checkov_skips = functools.cache(checks.load_checkov_skips)
 
@@ -239,16 +254,21 @@ def test_checkov_skips_still_needed(checkov_runs):
                  for i, s in enumerate(checkov_skips()) if i not in used], "checkov-skips.yaml")
 
 
-@pytest.mark.parametrize("app_file", ARGOCD, ids=lambda p: p.name)
+@pytest.mark.parametrize("app_file", ARGOCD, ids=lambda p: str(p.relative_to(chartlib.ROOT / "deploy" / "argocd")))
 def test_argocd_application_renders_a_sound_release(app_file):
+    """The Application is valid and the chart, with its values (valueFiles, `$ref/...` ones
+    from this repository, then valuesObject), renders a sound release."""
     app = yaml.safe_load(app_file.read_text())
-    assert checks.is_custom(app, crd_schemas()), f"not an Argo CD Application: {app.get('kind')}"
     assert_none(checks.validate_custom(app, crd_schemas()))
-    source = app["spec"]["source"]
-    assert (chartlib.ROOT / source.get("path", "-")).resolve() == chartlib.CHART_DIR, f"source.path {source.get('path')}"
+    source = next(s for s in sources(app) if s.get("path"))
+    assert (chartlib.ROOT / source["path"]).resolve() == chartlib.CHART_DIR, f"source.path {source['path']}"
     helm, namespace = source.get("helm", {}), app["spec"]["destination"]["namespace"]
     release = helm.get("releaseName", app["metadata"]["name"])
-    app_values = helm.get("valuesObject", {})
+    refs = {s["ref"] for s in sources(app) if s.get("ref")}
+    files = [chartlib.ROOT / f.split("/", 1)[1] if f.startswith("$") else chartlib.CHART_DIR / f for f in helm.get("valueFiles", [])]
+    assert_none([f"valueFiles {f}: no source with ref {f[1:].split('/')[0]}" for f in helm.get("valueFiles", [])
+                 if f.startswith("$") and f[1:].split("/")[0] not in refs])
+    app_values = chartlib.deep_merge(chartlib.load_values(files), helm.get("valuesObject", {}))
     external = {e.replace(f"/{chartlib.RELEASE}-", f"/{release}-") for e in external_objects(effective_values(app_values))}
     for kube in KUBE:
         objs = chartlib.objects(chartlib.render(app_values, name=release, namespace=namespace, kube_version=kube))

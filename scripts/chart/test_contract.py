@@ -10,9 +10,11 @@ the tokens Secret), lays the mounts out under a temp dir, and runs the binary
 outside a cluster is translated, and each translation is noted:
   - mount paths (/etc/userapi, /var/run/secrets/userapi, /data, /tmp) -> the
     temp dir, in env values too;
-  - HTTP_HOST 0.0.0.0 -> 127.0.0.1 and HTTP_PORT -> a free port (tests stay
-    on loopback); the probe port must be the container port named http, and
-    HTTP_PORT must equal it before the translation;
+  - HTTP_HOST 0.0.0.0 -> 127.0.0.1, HTTP_PORT (and HTTP_MANAGEMENT_PORT, where
+    the probes are served when it is set) -> free ports (tests stay on
+    loopback); each must equal its named container port (http, management)
+    before the translation, and the probes must target the management port
+    when there is one, else http;
   - postgres-external: the database host/port/user in DATABASE_URL -> the
     throwaway server (fixture postgres), its password into the userapi-db
     Secret's file, and postgres.tls.mode rendered as disable (that server's
@@ -147,17 +149,23 @@ def run_scenario(sc: Scenario, pg_url: str | None) -> list[str]:
     c = sc.container
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     rendered_env = {e["name"]: e.get("value") for e in c["env"]}
-    if rendered_env.get("HTTP_PORT") != str(ports.get("http")):
-        problems.append(f"HTTP_PORT {rendered_env.get('HTTP_PORT')} is not the container port named http ({ports.get('http')})")
+    # The app listens on HTTP_PORT and, when set, serves its probes on HTTP_MANAGEMENT_PORT.
+    listeners = {"http": "HTTP_PORT"} | ({"management": "HTTP_MANAGEMENT_PORT"} if "HTTP_MANAGEMENT_PORT" in rendered_env else {})
+    for name, var in listeners.items():
+        if rendered_env.get(var) != str(ports.get(name)):
+            problems.append(f"{var} {rendered_env.get(var)} is not the container port named {name} ({ports.get(name)})")
+    probe_port = "management" if "management" in listeners else "http"
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        if c[probe]["httpGet"]["port"] not in ("http", ports.get("http")):
-            problems.append(f"{probe} does not target the http port")
+        if c[probe]["httpGet"]["port"] not in (probe_port, ports.get(probe_port)):
+            problems.append(f"{probe} does not target the {probe_port} port")
 
     mapping = sc.lay_out(sc.pod, c, sc.work / "pod")
     env = sc.container_env(c, mapping)
-    port = free_port()
-    env["HTTP_HOST"], env["HTTP_PORT"] = "127.0.0.1", str(port)
-    sc.notes.append(f"mounts under {sc.work / 'pod'}; HTTP_HOST 0.0.0.0 -> 127.0.0.1, HTTP_PORT {rendered_env['HTTP_PORT']} -> {port}")
+    local = {name: free_port() for name in listeners}
+    env["HTTP_HOST"] = "127.0.0.1"
+    env.update({var: str(local[name]) for name, var in listeners.items()})
+    sc.notes.append(f"mounts under {sc.work / 'pod'}; HTTP_HOST 0.0.0.0 -> 127.0.0.1, "
+                    + ", ".join(f"{var} {rendered_env.get(var)} -> {local[name]}" for name, var in listeners.items()))
     if pg_url is not None:
         rendered = urlsplit(env["DATABASE_URL"])
         test = urlsplit(pg_url)
@@ -200,8 +208,8 @@ def run_scenario(sc: Scenario, pg_url: str | None) -> list[str]:
     log_path = sc.work / "userapi.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen([str(sc.binary), *args], env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    readiness = base + c["readinessProbe"]["httpGet"]["path"]
+    base, probes = (f"http://127.0.0.1:{local[name]}" for name in ("http", probe_port))
+    readiness = probes + c["readinessProbe"]["httpGet"]["path"]
     try:
         # The kubelet restarts the container when the startup probe has not passed within its budget.
         startup = c["startupProbe"]
@@ -219,7 +227,7 @@ def run_scenario(sc: Scenario, pg_url: str | None) -> list[str]:
             return problems + [f"readiness path {c['readinessProbe']['httpGet']['path']} answered {ready} (not 200) within "
                                f"{budget}s, exit {proc.poll()}: {log_path.read_text()[-1500:]}"]
         for probe in ("startupProbe", "livenessProbe"):
-            answer = status(base + c[probe]["httpGet"]["path"])
+            answer = status(probes + c[probe]["httpGet"]["path"])
             if answer != 200:
                 problems.append(f"{probe} path {c[probe]['httpGet']['path']} answered {answer}")
         if "unknown key" in log_path.read_text():
@@ -230,6 +238,8 @@ def run_scenario(sc: Scenario, pg_url: str | None) -> list[str]:
         tenv = sc.container_env(tc, sc.lay_out(sc.test_pod["spec"], tc, sc.work / "test-pod"))
         sc.notes.append(f"helm test: USERAPI_URL {tenv['USERAPI_URL']} -> {base}")
         tenv["USERAPI_URL"] = base
+        if "USERAPI_MANAGEMENT_URL" in tenv:
+            tenv["USERAPI_MANAGEMENT_URL"] = probes
         tenv["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")
         if tc["command"][:1] != ["/bin/sh"]:
             problems.append(f"helm test command is {tc['command']}, expected /bin/sh")

@@ -53,9 +53,11 @@ def promises(name: str, objs: list[dict[str, Any]]) -> list[str]:
         return ["no single Deployment"]
     env = checks.env_map(checks.api_container(wl["spec"]["template"]["spec"]))
     hpa = next((o for o in objs if o["kind"] == "HorizontalPodAutoscaler"), None)
-    namespaces = {o["metadata"].get("namespace") for o in objs}
+    namespaces = {o["metadata"].get("namespace") for o in objs if o["kind"] != "Namespace"}
     if namespaces != {f"userapi-{name}"}:
         problems.append(f"objects in namespaces {namespaces}, expected userapi-{name}")
+    if any(o["metadata"]["name"] != f"userapi-{name}" for o in objs if o["kind"] == "Namespace"):
+        problems.append(f"the overlay creates a Namespace other than userapi-{name}")
     if name == "dev":
         if not env.get("DATABASE_URL", "").startswith("sqlite:") or wl["spec"].get("replicas") != 1:
             problems.append("dev must be one pod on SQLite")

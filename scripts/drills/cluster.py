@@ -127,6 +127,9 @@ class Replica:
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # With a management port (as the chart sets it) the probes are served there.
+        self.management_port = free_port() if "HTTP_MANAGEMENT_PORT" in settings.env else None
+        self.probe_url = f"http://127.0.0.1:{self.management_port}" if self.management_port else self.url
         self.log_path = workdir / f"{name}.log"
         config_path = workdir / f"{name}-config.yaml"
         config_path.write_text(settings.config_yaml)
@@ -135,6 +138,7 @@ class Replica:
         env.update({
             "HTTP_HOST": "127.0.0.1",
             "HTTP_PORT": str(self.port),
+            **({"HTTP_MANAGEMENT_PORT": str(self.management_port)} if self.management_port else {}),
             "CONFIG_FILE": str(config_path),
             "DATABASE_URL": database_url,
             "AUTH_TOKENS": token,
@@ -154,7 +158,7 @@ class Replica:
         self.ready_at: float | None = None
 
     def wait_ready(self, path: str) -> float:
-        wait_for(f"{self.name} ready", lambda: http("GET", self.url + path, timeout=1.0)[0] == 200, interval=0.02,
+        wait_for(f"{self.name} ready", lambda: http("GET", self.probe_url + path, timeout=1.0)[0] == 200, interval=0.02,
                  process=self.process, log=self.log_path)
         self.ready_at = time.monotonic()
         return self.ready_at - self.started
@@ -273,6 +277,8 @@ backend replicas
         slot = self.free.pop(0)
         self.slots[replica.name] = slot
         self.command(f"set server replicas/{slot} addr 127.0.0.1 port {replica.port}")
+        if replica.management_port:  # health checks go where the readiness probe goes
+            self.command(f"set server replicas/{slot} check-port {replica.management_port}")
         self.command(f"set server replicas/{slot} state ready")
         # Start as not-ready: the health check must pass first (rise 1 at the probe period).
         self.command(f"set server replicas/{slot} health down")

@@ -183,7 +183,7 @@ def database_outage(args, pg: Postgres, binary: str, freeze: bool) -> Drill:
     d.say(f"PostgreSQL {'frozen (SIGSTOP)' if freeze else 'stopped'} for {outage:g}s under load")
     readiness_during = set()
     while time.monotonic() - t_stop < outage:
-        readiness_during.add(http("GET", replicas[1].url + s.readiness_path, timeout=2)[0])
+        readiness_during.add(http("GET", replicas[1].probe_url + s.readiness_path, timeout=2)[0])
         time.sleep(0.25)
     if freeze:
         pg.thaw(frozen)
@@ -192,7 +192,7 @@ def database_outage(args, pg: Postgres, binary: str, freeze: bool) -> Drill:
     t_start = time.monotonic()
     recovered = None
     while time.monotonic() - t_start < 30:
-        if all(http("GET", r.url + s.readiness_path, timeout=2)[0] == 200 for r in replicas):
+        if all(http("GET", r.probe_url + s.readiness_path, timeout=2)[0] == 200 for r in replicas):
             recovered = time.monotonic() - t_start
             break
         time.sleep(0.1)
@@ -295,7 +295,7 @@ def overload(args, binary: str) -> Drill:
     def probe() -> None:
         while not stop.is_set():
             t = time.monotonic()
-            probe_codes.append(http("GET", pod.url + s.liveness_path, timeout=5)[0])
+            probe_codes.append(http("GET", pod.probe_url + s.liveness_path, timeout=5)[0])
             probe_latencies.append(time.monotonic() - t)
             time.sleep(0.2)
 
@@ -316,7 +316,7 @@ def overload(args, binary: str) -> Drill:
     recovered = None
     while time.monotonic() - t_end < 10:
         status, _ = http("GET", pod.url + "/users?limit=1", timeout=2)
-        if status == 200 and http("GET", pod.url + s.readiness_path, timeout=2)[0] == 200:
+        if status == 200 and http("GET", pod.probe_url + s.readiness_path, timeout=2)[0] == 200:
             recovered = time.monotonic() - t_end
             break
         time.sleep(0.05)
