@@ -5,7 +5,7 @@ docs, drills, container, api; `make test-<area>` selects one with -m). A test
 module that declares none gets the one named like its directory.
 
 A tool, binary or database that is not there skips its tests with the reason
-locally and fails them in CI (CI=true): see `unavailable`.
+locally and fails them in CI (CI=true): harness.unavailable.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
 import pytest
 
 import harness
@@ -136,7 +137,6 @@ def postgres():
 @dataclass
 class Server:
     url: str
-    port: int
     process: subprocess.Popen
     log: Path
 
@@ -158,7 +158,7 @@ def start_userapi(userapi_bin: Path, tmp_path_factory: pytest.TempPathFactory):
         url = f"http://127.0.0.1:{port}"
         harness.wait_for(f"{name} ready", lambda: harness.http("GET", url + "/readyz", timeout=2)[0] == 200,
                          process=proc, log=log)
-        return Server(url, port, proc, log)
+        return Server(url, proc, log)
 
     yield start
     for proc in started:

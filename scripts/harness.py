@@ -155,10 +155,6 @@ class Postgres:
     def start(self) -> None:
         self.pg_ctl("-l", f"{self.data}/../server.log", "-w", "-t", str(int(WAIT_LIMIT)), "start")
 
-    def running(self) -> bool:
-        return subprocess.run([*self.run_as, f"{self.bin}/pg_ctl", "-D", self.data, "status"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
-
     def server_pids(self) -> list[str]:
         """The postmaster and every process it started (backends, background workers)."""
         postmaster = Path(self.data, "postmaster.pid").read_text().split("\n", 1)[0].strip()

@@ -1,22 +1,9 @@
-"""make test-infra: offline checks of deploy/terraform.
-
-No provider can be downloaded here, so `terraform validate` runs only with
-INFRA_TF_VALIDATE=1; the code is read with python-hcl2 instead:
-
-  * every .tf file parses (and a deliberately broken file does not);
-  * Terraform and every provider are pinned to exact versions, every module
-    to a commit (or an exact registry version);
-  * the state backend is S3 with encryption and locking;
-  * every variable has a description, a type and (unless boolean) a
-    validation; every output has a description;
-  * the userapi helm_release installs ../../helm/userapi in postgres mode
-    behind the ALB preset, every value key it sets exists in the chart's
-    values.yaml, and the values pass the chart's schema and render;
-  * the ECR repository has immutable tags and scan-on-push, the database is
-    encrypted, private and Multi-AZ by default;
-  * checkov: zero failures with the skips of checkov-skips.yaml, exactly the
-    skipped checks fail without them, an insecure stack fails;
-  * terraform fmt -check (terraform from PATH: a skip locally, a failure in CI).
+"""make test-infra: offline checks of deploy/terraform. No provider can be
+downloaded here, so the code is read with python-hcl2 (pins, backend,
+variables, resources, the chart values the userapi release passes: keys,
+schema, render); checkov runs with, and without, checkov-skips.yaml; terraform
+fmt with terraform from PATH (a skip locally, a failure with CI=true);
+`terraform validate` only with INFRA_TF_VALIDATE=1 (it needs the registry).
 """
 
 from __future__ import annotations
@@ -56,21 +43,9 @@ APPLY_TIME_SAMPLES = {
 }
 # Free-form maps in the chart (annotations, labels) accept any key.
 FREE_FORM = (("podAnnotations",), ("podLabels",), ("commonLabels",))
-INSECURE_TF = '''resource "aws_security_group" "open" {
-  name = "open"
-  ingress {
-    from_port   = 22
-    to_port     = 22
-    protocol    = "tcp"
-    cidr_blocks = ["0.0.0.0/0"]
-  }
-}
-resource "aws_db_instance" "db" {
-  engine              = "postgres"
-  instance_class      = "db.t4g.micro"
-  publicly_accessible = true
-}
-'''
+INSECURE_TF = ('resource "aws_security_group" "open" {\n  ingress {\n    from_port = 22\n    to_port = 22\n    protocol = "tcp"\n'
+               '    cidr_blocks = ["0.0.0.0/0"]\n  }\n}\nresource "aws_db_instance" "db" {\n  engine = "postgres"\n'
+               '  instance_class = "db.t4g.micro"\n  publicly_accessible = true\n}\n')
 
 
 def unq(v):
