@@ -34,7 +34,7 @@ TOOLS_DIR = SCRIPTS / "tools"
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     groups = {line.split(":", 1)[0].strip() for line in config.getini("markers")}
     for item in items:
-        if not any(item.iter_markers(name=g) for g in groups):
+        if not any(item.get_closest_marker(g) for g in groups):
             group = Path(item.path).resolve().relative_to(SCRIPTS).parts[0]
             if group not in groups:
                 raise pytest.UsageError(f"{item.nodeid}: no group marker ({', '.join(sorted(groups))})")
