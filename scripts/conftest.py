@@ -98,7 +98,7 @@ class Tools:
                     self._installer("ensure-apt.sh", *how.removeprefix("apt:").split())
                 path = shutil.which(name) or ""
             if not path or not os.access(path, os.X_OK):
-                unavailable(f"{name}: not found ({how})")
+                unavailable(f"{name}: not on PATH" if how == "path" else f"{name}: not found ({how})")
             self._found[name] = path
         return self._found[name]
 
