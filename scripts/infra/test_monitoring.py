@@ -353,7 +353,9 @@ def live(tools, start_userapi, postgres, tmp_path_factory):
     (tmp / "prometheus.yml").write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(RULES)],
-        "scrape_configs": [{"job_name": "userapi", "static_configs": [{"targets": [s.url.removeprefix("http://") for s in servers.values()]}]}],
+        # The namespace label is what Kubernetes service discovery adds (the dashboard selects by it).
+        "scrape_configs": [{"job_name": "userapi", "static_configs": [{"targets": [s.url.removeprefix("http://") for s in servers.values()],
+                                                                     "labels": {"namespace": "userapi-live"}}]}],
     }))
     log = tmp / "prometheus.log"
     with open(log, "wb") as out:
