@@ -4,7 +4,7 @@
 #       image when `make image` built one (the binary that ships), otherwise a
 #       release build stamped VERSION;
 #   .build/drills/userapi-new  a release build stamped VERSION+next, so the
-#       drill can watch the version in GET / change.
+#       drill can watch the version in GET /version change.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"

@@ -109,14 +109,14 @@ def rolling_update(args, pg: Postgres, old_bin: str, new_bin: str) -> Drill:
         old.stop_now()
     time.sleep(args.cooldown)
     result = load.stop()
-    found, missing = verify_acknowledged(new_replicas[0].url, result.acknowledged)
+    found, missing = verify_acknowledged(new_replicas[0].url, result.acknowledged, token)
     stats(d, result, found, len(result.acknowledged))
     versions = [v for _, v in result.versions_seen]
     d.row["versions"] = f"{old_version} -> {new_version}"
     d.expect(sum(result.summary()["failed"].values()) == 0, f"failed requests: {result.summary()['failed']}")
     d.expect(not missing, f"{len(missing)} acknowledged writes are missing")
     d.expect(old_version in versions and versions[-1] == new_version,
-             f"the / status did not show {old_version} then {new_version} (saw {sorted(set(versions))})")
+             f"GET /version did not show {old_version} then {new_version} (saw {sorted(set(versions))})")
     d.expect(len(result.acknowledged) > 0, "no write was acknowledged during the drill")
     kill_all(new_replicas)
     lb.stop()
@@ -148,7 +148,7 @@ def crash(args, pg: Postgres, binary: str) -> Drill:
     d.say(f"replacement serving {recovery:.1f}s after the kill")
     time.sleep(args.cooldown)
     result = load.stop()
-    found, missing = verify_acknowledged(replicas[1].url, result.acknowledged)
+    found, missing = verify_acknowledged(replicas[1].url, result.acknowledged, token)
     stats(d, result, found, len(result.acknowledged))
     d.row["recovery_s"] = round(recovery, 1)
     failed = sum(result.summary()["failed"].values())
@@ -200,7 +200,7 @@ def database_outage(args, pg: Postgres, binary: str, freeze: bool) -> Drill:
     # Traffic through the balancer resumes once its health checks see readiness again.
     time.sleep(s.readiness_period + args.cooldown)
     result, direct_result = load.stop(), direct.stop()
-    found, missing = verify_acknowledged(replicas[0].url, result.acknowledged | direct_result.acknowledged)
+    found, missing = verify_acknowledged(replicas[0].url, result.acknowledged | direct_result.acknowledged, token)
     stats(d, result, found, len(result.acknowledged) + len(direct_result.acknowledged))
     d.row["recovery_s"] = None if recovered is None else round(recovered, 2)
     outage_records = [r for r in direct_result.records if t_stop <= r.at <= t_start]
@@ -254,7 +254,7 @@ def sqlite_recreate(args, binary: str) -> Drill:
     restart = time.monotonic() - t0
     time.sleep(args.cooldown)
     result = load.stop()
-    found, missing = verify_acknowledged(new.url, result.acknowledged)
+    found, missing = verify_acknowledged(new.url, result.acknowledged, token)
     stats(d, result, found, len(result.acknowledged))
     ok_times = sorted(r.at for r in result.records if r.outcome == "ok")
     gap = max((b - a for a, b in zip(ok_times, ok_times[1:])), default=0.0)
@@ -302,7 +302,7 @@ def overload(args, binary: str) -> Drill:
     prober = threading.Thread(target=probe, daemon=True)
     prober.start()
     reads = subprocess.Popen([wrk, "-t1", f"-c{clients // 2}", f"-d{args.overload_seconds}s", "--latency", "--timeout", "10s",
-                              f"{pod.url}/users?limit=50"], stdout=subprocess.PIPE, text=True)
+                              "-H", f"Authorization: Bearer {token}", f"{pod.url}/users?limit=50"], stdout=subprocess.PIPE, text=True)
     writes = subprocess.Popen([wrk, "-t1", f"-c{clients - clients // 2}", f"-d{args.overload_seconds}s", "--latency",
                                "--timeout", "10s", "-s", str(script), f"{pod.url}/users"], stdout=subprocess.PIPE, text=True)
     peak = 0
@@ -315,7 +315,7 @@ def overload(args, binary: str) -> Drill:
     t_end = time.monotonic()
     recovered = None
     while time.monotonic() - t_end < 10:
-        status, _ = http("GET", pod.url + "/users?limit=1", timeout=2)
+        status, _ = http("GET", pod.url + "/users?limit=1", headers={"Authorization": f"Bearer {token}"}, timeout=2)
         if status == 200 and http("GET", pod.probe_url + s.readiness_path, timeout=2)[0] == 200:
             recovered = time.monotonic() - t_end
             break

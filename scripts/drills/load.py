@@ -9,10 +9,15 @@ import asyncio
 import itertools
 import json
 import random
+import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harness import http  # noqa: E402
 
 
 @dataclass
@@ -124,7 +129,7 @@ class Load:
                     continue
             n = next(self._counter)
             if n % 10 == 0:
-                kind, method, path, body = "status", "GET", "/", None
+                kind, method, path, body = "status", "GET", "/version", None
             elif random.random() < self.write_share or not self._known_ids:
                 username = f"{self._prefix}{n}"
                 kind, method, path = "write", "POST", "/users"
@@ -133,9 +138,10 @@ class Load:
             else:
                 kind, method, body = "read", "GET", None
                 path = f"/users/{random.choice(self._known_ids)}" if random.random() < 0.7 else "/users?limit=20"
-            headers = {"Accept": "application/json"}
+            # The token on every request: reads need it too when the app protects them.
+            headers = {"Accept": "application/json", "Authorization": f"Bearer {self.token}"}
             if kind == "write":
-                headers.update({"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+                headers["Content-Type"] = "application/json"
             start = time.monotonic()
             try:
                 status, payload, close = await _request(reader, writer, method, path, headers, body, self.timeout)
@@ -157,7 +163,7 @@ class Load:
                     self.result.acknowledged[created["id"]] = created["username"]
                     self._known_ids.append(created["id"])
                 if kind == "status" and status == 200:
-                    self.result.versions_seen.append((time.monotonic(), json.loads(payload)["version"]))
+                    self.result.versions_seen.append((time.monotonic(), str(json.loads(payload).get("version"))))
                 if close:
                     writer.close()
                     reader = writer = None
@@ -169,16 +175,14 @@ class Load:
         self.result.records.append(Record(time.monotonic(), kind, outcome, status, latency))
 
 
-def verify_acknowledged(url: str, acknowledged: dict[str, str]) -> tuple[int, list[str]]:
+def verify_acknowledged(url: str, acknowledged: dict[str, str], token: str) -> tuple[int, list[str]]:
     """Reads back every acknowledged write; returns (found, missing ids)."""
-    import urllib.request
-
     missing = []
     for user_id, username in acknowledged.items():
+        status, body = http("GET", f"{url}/users/{user_id}", headers={"Authorization": f"Bearer {token}"})
         try:
-            with urllib.request.urlopen(f"{url}/users/{user_id}", timeout=5) as response:
-                if json.loads(response.read())["username"] != username:
-                    missing.append(user_id)
-        except Exception:
+            if status != 200 or json.loads(body)["username"] != username:
+                missing.append(user_id)
+        except (ValueError, KeyError):
             missing.append(user_id)
     return len(acknowledged) - len(missing), missing
