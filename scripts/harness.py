@@ -120,7 +120,7 @@ class Postgres:
         env = dict(os.environ if env is None else env)
         if not env.get("USERAPI_TEST_POSTGRES_URL"):
             return None
-        return cls(url=env["USERAPI_TEST_POSTGRES_URL"], bin=env["PG_BIN"], data=env["PGDATA_DIR"],
+        return cls(url=env["USERAPI_TEST_POSTGRES_URL"], bin=env.get("PG_BIN", ""), data=env.get("PGDATA_DIR", ""),
                    run_as=env.get("PG_RUN_AS", "").split(), env={k: env[k] for k in cls.KEYS if k in env},
                    holder=holder)
 
@@ -180,7 +180,7 @@ class Postgres:
 
     def fresh_database(self) -> str:
         name = "t_" + os.urandom(6).hex()
-        subprocess.run([f"{self.bin}/psql", self.url, "-qc", f"CREATE DATABASE {name}"], check=True,
+        subprocess.run([f"{self.bin}/psql" if self.bin else "psql", self.url, "-qc", f"CREATE DATABASE {name}"], check=True,
                        stdout=subprocess.DEVNULL)
         return f"{self.url.rpartition('/')[0]}/{name}"
 
