@@ -14,3 +14,11 @@ int userapi_malloc_arena_max(int count) {
     return 0;
 #endif
 }
+
+int userapi_malloc_trim(void) {
+#if defined(__GLIBC__)
+    return malloc_trim(0);
+#else
+    return 0;
+#endif
+}

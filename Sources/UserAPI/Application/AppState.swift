@@ -28,6 +28,7 @@ struct AppDependencies: Sendable {
     let config: AppConfig
     let store: any UserStore
     let tokens: TokenStore
+    let auth: Authenticator
     let metrics: AppMetrics?
     let state: AppState
     /// API requests being served, against `http.max_in_flight`.

@@ -24,20 +24,34 @@ public func buildApplication(_ config: AppConfig, logger: Logger) async throws -
         metrics.map { InstrumentedUserStore(base: backend, metrics: $0, tracing: config.tracing.enabled) } ?? backend
     metrics?.declareStorageErrors(backend: backend.backend)
 
+    let auth = Authenticator(
+        tokens: tokens, protectReads: config.auth.protectReads, failuresPerMinute: config.auth.failureLimit,
+        metrics: metrics)
+    let inFlight = InFlightRequests(limit: config.http.maxInFlight)
     let health = HealthHandlers(
-        state: state, dependencies: [.init(name: "storage", check: { try await store.ping() })])
+        state: state,
+        dependencies: [
+            .init(name: "storage", check: { try await store.ping() }),
+            .init(name: "capacity", check: { if inFlight.isFull { throw InFlightRequests.Full() } }),
+        ],
+        showsDetails: { auth.showsDetails($0) })
     let deps = AppDependencies(
-        config: config, store: store, tokens: tokens, metrics: metrics, state: state,
-        inFlight: InFlightRequests(limit: config.http.maxInFlight), health: health)
+        config: config, store: store, tokens: tokens, auth: auth, metrics: metrics, state: state,
+        inFlight: inFlight, health: health)
     let router = buildRouter(deps, routes: Route.served(management: false, config: config), logger: logger)
 
-    var services: [any Service] = [tokens, StorageService(store: backend)]
+    var services: [any Service] = [tokens, StorageService(store: backend), HeapTrimService()]
     if config.http.managementPort != 0 {
         let management = buildRouter(deps, routes: Route.served(management: true, config: config), logger: logger)
         services.append(ManagementServer.make(router: management, config: config, logger: logger))
     }
     let prelude: @Sendable () async throws -> Void = {
-        try await StoreFactory.prepareSchema(backend, migrate: config.database.migrateOnStart, logger: logger)
+        // A SIGTERM while the database is still out of reach ends the start at once.
+        try await cancelWhenGracefulShutdown {
+            try await StoreFactory.prepareSchema(
+                backend, migrate: config.database.migrateOnStart, connectAttempts: config.database.connectAttempts,
+                logger: logger)
+        }
     }
     return UserAPIApplication(
         responder: router.buildResponder(), config: config, logger: logger, services: services,

@@ -3,7 +3,7 @@ import Logging
 
 /// The router for `routes`, behind the shared middleware: request id, access
 /// log and metrics; problem answers; load shedding for everything but probes
-/// and metrics; tokens for the user routes.
+/// and metrics; tokens as each route's `access` says.
 func buildRouter(_ deps: AppDependencies, routes: [Route], logger: Logger) -> Router<AppRequestContext> {
     // HEAD answers for every GET route (RFC 9110 requires it of a general-purpose server):
     // same status and headers as GET, no body.
@@ -17,16 +17,16 @@ func buildRouter(_ deps: AppDependencies, routes: [Route], logger: Logger) -> Ro
     router.add(middleware: ProblemMiddleware(routes: routes))
     let api = router.group()
     if deps.inFlight.limit > 0 { api.add(middleware: LoadSheddingMiddleware(requests: deps.inFlight)) }
-    let users = api.group().add(middleware: AuthMiddleware(tokens: deps.tokens, protectReads: deps.config.auth.protectReads))
+    let guarded = api.group().add(middleware: AuthMiddleware(auth: deps.auth))
     for route in routes {
         let path = RouterPath(route.path)
         let handler = RouteHandlers.handler(for: route, deps)
         if route.isManagement {
             router.on(path, method: route.method, use: handler)
-        } else if route.isUsers {
-            users.on(path, method: route.method, use: handler)
-        } else {
+        } else if route.access == .open {
             api.on(path, method: route.method, use: handler)
+        } else {
+            guarded.on(path, method: route.method, use: handler)
         }
     }
     return router

@@ -37,8 +37,23 @@ public enum Route: CaseIterable, Sendable {
     /// never shed under load, and they know nothing about users.
     public var isManagement: Bool { self == .healthz || self == .readyz || self == .metrics }
 
-    /// Routes that need a token (writes always, reads when `auth.protect_reads`).
-    var isUsers: Bool { path.hasPrefix("/users") }
+    /// Who may call a route.
+    public enum Access: Sendable {
+        /// Anyone: probes, metrics, and `/` (which shows details only to a token holder when reads are protected).
+        case open
+        /// A read token when `auth.protect_reads` is on, anyone otherwise.
+        case read
+        /// A read-write token.
+        case write
+    }
+
+    public var access: Access {
+        switch self {
+        case .status, .healthz, .readyz, .metrics: .open
+        case .version, .openAPI, .listUsers, .getUser: .read
+        case .createUser, .replaceUser, .patchUser, .deleteUser: .write
+        }
+    }
 
     /// The distinct templates, in declaration order: the metrics' route labels.
     static let templates: [String] = allCases.map(\.path).reduce(into: []) { if !$0.contains($1) { $0.append($1) } }

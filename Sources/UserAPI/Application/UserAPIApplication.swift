@@ -72,3 +72,8 @@ public struct UserAPIApplication: ApplicationProtocol {
         }
     }
 }
+
+extension UserAPIApplication: CustomStringConvertible {
+    /// What service lifecycle logs for this service: no configuration values.
+    public var description: String { "userapi on \(config.http.host):\(config.http.port)" }
+}

@@ -24,7 +24,13 @@ public final class TokenStore: Service, Sendable {
     /// startup is a configuration error (better to fail than run with no auth).
     public init(plainTokens: String?, filePath: String?, reloadInterval: Duration, logger: Logger) throws {
         var configured = TokenSet()
-        if let plainTokens { configured.addPlain(plainTokens) }
+        if let plainTokens {
+            do {
+                try configured.addPlain(plainTokens)
+            } catch {
+                throw ConfigurationError(key: "auth.tokens", value: "REDACTED", source: nil, reason: error.reason)
+            }
+        }
         self.configured = configured
         self.filePath = filePath
         self.interval = reloadInterval
@@ -41,7 +47,7 @@ public final class TokenStore: Service, Sendable {
             }
             do {
                 let fromFile = try TokenSet.parseFile(String(decoding: data, as: UTF8.self))
-                initial = TokenSet(digests: configured.digests + fromFile.digests)
+                initial = TokenSet(entries: configured.entries + fromFile.entries)
             } catch {
                 throw ConfigurationError(key: "auth.tokens_file", value: filePath, source: nil, reason: "\(error)")
             }
@@ -65,7 +71,7 @@ public final class TokenStore: Service, Sendable {
         if state.withLock({ $0.fileContents == data }) { return false }
         do {
             let fromFile = try TokenSet.parseFile(String(decoding: data, as: UTF8.self))
-            let merged = TokenSet(digests: configured.digests + fromFile.digests)
+            let merged = TokenSet(entries: configured.entries + fromFile.entries)
             state.withLock {
                 $0.tokens = merged
                 $0.fileContents = data

@@ -38,6 +38,8 @@ public struct AppConfig: Sendable {
         public var passwordFile: String?
         public var poolSize = 10
         public var connectTimeout: Duration = .seconds(5)
+        /// Attempts to reach PostgreSQL at start before giving up (each within `connectTimeout`).
+        public var connectAttempts = 5
         public var statementTimeout: Duration = .seconds(5)
         /// A pooled PostgreSQL connection idle this long is closed. Not a
         /// configuration key; the tests shorten it.
@@ -48,6 +50,7 @@ public struct AppConfig: Sendable {
         public var sqliteSynchronous: SQLiteSettings.Synchronous = .full
         public var sqliteBusyTimeout: Duration = .seconds(5)
         public var sqliteReaders = 2
+        public var sqliteCheckOnStart = false
         public var maxQueuedWrites = 1024
         public init() {}
     }
@@ -56,7 +59,9 @@ public struct AppConfig: Sendable {
         /// Comma-separated plain tokens. Secret: never logged or printed.
         public var tokens: String?
         public var tokensFile: String?
-        public var protectReads = false
+        public var protectReads = true
+        /// Failed authentications per client address and minute before it is refused (0 = no limit).
+        public var failureLimit = 30
         public var reloadInterval: Duration = .seconds(5)
         public init() {}
     }
@@ -134,4 +139,13 @@ extension Duration {
         let c = components
         return c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000
     }
+}
+
+/// Configuration appears in logs only through `userapi config` (which
+/// redacts secrets): printing it anywhere else, as a library's debug log may,
+/// shows no values at all.
+extension AppConfig: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public var description: String { "AppConfig(see `userapi config`)" }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror { Mirror(self, children: [:]) }
 }

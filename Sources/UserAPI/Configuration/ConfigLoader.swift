@@ -10,15 +10,19 @@ public struct ConfigSources: Sendable {
     public var environment: [String: String]
     /// `--config`; otherwise `CONFIG_FILE` from the environment.
     public var configFile: String?
-    /// `--env-file`; otherwise `ENV_FILE`, otherwise `config/.env` if it exists.
+    /// `--env-file`; otherwise `ENV_FILE`, otherwise `defaultEnvFile` if it exists.
     public var envFile: String?
+    /// The `.env` file read when present and none is named: `config/.env` in the working directory.
+    public var defaultEnvFile: String
     /// Whether standard output is a terminal (picks the default log format).
     public var isTerminal: Bool
 
     public init(
         flags: [String: String] = [:], environment: [String: String] = ProcessInfo.processInfo.environment,
-        configFile: String? = nil, envFile: String? = nil, isTerminal: Bool = isatty(STDOUT_FILENO) == 1
+        configFile: String? = nil, envFile: String? = nil, defaultEnvFile: String = "config/.env",
+        isTerminal: Bool = isatty(STDOUT_FILENO) == 1
     ) {
+        self.defaultEnvFile = defaultEnvFile
         self.flags = flags
         self.environment = environment
         self.configFile = configFile
@@ -101,7 +105,7 @@ public enum ConfigLoader {
             }
         }
         let explicitEnvFile = sources.envFile ?? sources.environment["ENV_FILE"].flatMap { $0.isEmpty ? nil : $0 }
-        let envFile = explicitEnvFile ?? "config/.env"
+        let envFile = explicitEnvFile ?? sources.defaultEnvFile
         do {
             let provider = try await EnvironmentVariablesProvider(
                 environmentFilePath: FilePath(envFile), allowMissing: explicitEnvFile == nil)

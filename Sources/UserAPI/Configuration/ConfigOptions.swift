@@ -106,6 +106,11 @@ extension ConfigOption {
             },
             render: { seconds($0.database.connectTimeout) }),
         ConfigOption(
+            "database.connect_attempts",
+            help: "Tries to reach PostgreSQL at start, a second apart and each within connect_timeout, before exiting (74).",
+            apply: { c, v throws(ConfigValueParser.Invalid) in c.database.connectAttempts = try ConfigValueParser.int(v, in: 1...1000) },
+            render: { "\($0.database.connectAttempts)" }),
+        ConfigOption(
             "database.statement_timeout", help: "Abort a PostgreSQL statement (and answer 503) after this long.",
             apply: { c, v throws(ConfigValueParser.Invalid) in
                 c.database.statementTimeout = try ConfigValueParser.duration(v, in: 0.1...300)
@@ -144,23 +149,32 @@ extension ConfigOption {
             },
             render: { "\($0.database.sqliteReaders)" }),
         ConfigOption(
+            "database.sqlite.check_on_start", help: "Run PRAGMA quick_check when opening the file; a damaged file stops the start (74).",
+            apply: { c, v throws(ConfigValueParser.Invalid) in c.database.sqliteCheckOnStart = try ConfigValueParser.bool(v) },
+            render: { "\($0.database.sqliteCheckOnStart)" }),
+        ConfigOption(
             "database.max_queued_writes", help: "Writes waiting for the database before new ones get a fast 503.",
             apply: { c, v throws(ConfigValueParser.Invalid) in
                 c.database.maxQueuedWrites = try ConfigValueParser.int(v, in: 1...1_000_000)
             },
             render: { "\($0.database.maxQueuedWrites)" }),
         ConfigOption(
-            "auth.tokens", secret: true, help: "Comma-separated API tokens accepted for writes.",
+            "auth.tokens", secret: true, help: "Comma-separated API tokens (at least 16 characters; ro:<token> for read-only).",
             apply: { c, v throws(ConfigValueParser.Invalid) in c.auth.tokens = v },
             render: { $0.auth.tokens.map { _ in "REDACTED" } }),
         ConfigOption(
-            "auth.tokens_file", help: "File of tokens (one per line, or sha256:<hex>); re-read when it changes.",
+            "auth.tokens_file", help: "File of tokens (one per line, sha256:<hex> for a digest, ro: in front for read-only); re-read when it changes.",
             apply: { c, v throws(ConfigValueParser.Invalid) in c.auth.tokensFile = try ConfigValueParser.nonEmpty(v) },
             render: { $0.auth.tokensFile }),
         ConfigOption(
-            "auth.protect_reads", help: "Require a token for reads too.",
+            "auth.protect_reads", help: "Require a token for reads too (probes, metrics and a bare / stay open).",
             apply: { c, v throws(ConfigValueParser.Invalid) in c.auth.protectReads = try ConfigValueParser.bool(v) },
             render: { "\($0.auth.protectReads)" }),
+        ConfigOption(
+            "auth.failure_limit",
+            help: "Failed authentications per client address and minute; past it the address gets 429 for the rest of the minute (0 = no limit).",
+            apply: { c, v throws(ConfigValueParser.Invalid) in c.auth.failureLimit = try ConfigValueParser.int(v, in: 0...1_000_000) },
+            render: { "\($0.auth.failureLimit)" }),
         ConfigOption(
             "auth.reload_interval", help: "How often the tokens file is checked for changes.",
             apply: { c, v throws(ConfigValueParser.Invalid) in

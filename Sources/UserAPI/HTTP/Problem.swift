@@ -106,6 +106,19 @@ extension Problem {
         return Problem(.unauthorized, type: "unauthorized", title: "Unauthorized", detail: detail, headers: headers)
     }
 
+    static func forbidden(_ detail: String) -> Problem {
+        Problem(.forbidden, type: "forbidden", title: "Forbidden", detail: detail)
+    }
+
+    static func tooManyAttempts(retryAfter: Duration) -> Problem {
+        var headers = HTTPFields()
+        headers[.retryAfter] = "\(max(1, Int(retryAfter.seconds.rounded(.up))))"
+        return Problem(
+            .tooManyRequests, type: "too-many-attempts", title: "Too many failed authentications",
+            detail: "Too many requests from this address had no valid token; retry after the time in Retry-After.",
+            headers: headers)
+    }
+
     static func preconditionFailed(_ detail: String) -> Problem {
         Problem(.preconditionFailed, type: "precondition-failed", title: "Precondition failed", detail: detail)
     }

@@ -28,11 +28,28 @@ enum UserRoutes {
         return id
     }
 
-    /// Throws 412 unless `If-Match` (when sent) names the current version.
-    static func checkIfMatch(_ header: String?, _ current: User) throws {
-        guard EntityTags.ifMatch(header, current: current) else {
-            throw Problem.preconditionFailed(
-                "If-Match \(header ?? "") does not match the current version \(current.etag); fetch the user again and retry.")
+    /// The preconditions of a write (RFC 9110 §13.1): `If-Match` must name
+    /// the current version (an empty one names none), and `If-None-Match`
+    /// must not (`*` matches any existing user, so a PUT "only if absent" is refused).
+    struct Preconditions: Sendable {
+        var ifMatch: String?
+        var ifNoneMatch: String?
+
+        init(_ request: Request) {
+            ifMatch = request.headers[.ifMatch]
+            ifNoneMatch = request.headers[.ifNoneMatch]
+        }
+
+        /// Throws 412 when they do not hold for `current`.
+        func check(_ current: User) throws {
+            guard EntityTags.ifMatch(ifMatch, current: current) else {
+                throw Problem.preconditionFailed(
+                    "If-Match \(ifMatch ?? "") does not match the current version \(current.etag); fetch the user again and retry.")
+            }
+            if EntityTags.noneMatchSatisfiedByCurrent(ifNoneMatch, current: current) {
+                throw Problem.preconditionFailed(
+                    "If-None-Match \(ifNoneMatch ?? "") matches the current version \(current.etag); the user exists and was not changed.")
+            }
         }
     }
 }

@@ -17,6 +17,8 @@ struct HealthHandlers: Sendable {
 
     let state: AppState
     let dependencies: [Dependency]
+    /// Whether `?verbose` may list the checks for this request (see `Authenticator.showsDetails`).
+    let showsDetails: @Sendable (Request) -> Bool
     /// A readiness probe must answer before the kubelet's own timeout (1 s by default).
     static let timeout: Duration = .milliseconds(800)
 
@@ -27,7 +29,7 @@ struct HealthHandlers: Sendable {
     }
 
     func healthz(_ request: Request, context: AppRequestContext) async throws -> Response {
-        guard Self.isVerbose(request) else { return Self.healthy }
+        guard Self.isVerbose(request), showsDetails(request) else { return Self.healthy }
         return render([Check(name: "ping", error: nil, duration: .zero)], probe: "healthz", verbose: true, context: context)
     }
 
@@ -55,7 +57,7 @@ struct HealthHandlers: Sendable {
             Check(name: "listener", error: state.port == 0 ? "the API listener is not open yet" : nil, duration: .zero))
         checks.append(
             Check(name: "shutdown", error: state.isDraining ? "draining: the server is shutting down" : nil, duration: .zero))
-        return render(checks, probe: "readyz", verbose: Self.isVerbose(request), context: context)
+        return render(checks, probe: "readyz", verbose: Self.isVerbose(request) && showsDetails(request), context: context)
     }
 
     private func run(_ dependency: Dependency, context: AppRequestContext) async -> Check {
@@ -67,7 +69,16 @@ struct HealthHandlers: Sendable {
             return Check(name: dependency.name, error: "\(dependency.name) did not answer within 800ms", duration: .now - start)
         } catch {
             context.logger.debug("readiness: \(dependency.name) check failed", metadata: ["error": "\(error)"])
-            return Check(name: dependency.name, error: "\(dependency.name) is unavailable", duration: .now - start)
+            return Check(name: dependency.name, error: "\(dependency.name): \(Self.reason(error))", duration: .now - start)
+        }
+    }
+
+    /// What a failed check says: a store's reason, or the error's own words.
+    static func reason(_ error: any Error) -> String {
+        switch error {
+        case StoreError.unavailable(let reason): reason
+        case StoreError.overloaded: "too many writes queued"
+        default: "\(error)"
         }
     }
 

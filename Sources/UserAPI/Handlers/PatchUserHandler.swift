@@ -2,7 +2,7 @@ import HTTPTypes
 import Hummingbird
 
 /// `PATCH /users/{id}`: JSON merge patch (RFC 7386), sent as
-/// `application/merge-patch+json` or `application/json`. Honours `If-Match`.
+/// `application/merge-patch+json` or `application/json`. Honours `If-Match` and `If-None-Match`.
 /// The patch is applied to the row read inside the write transaction, so
 /// concurrent patches to different fields never undo each other.
 struct PatchUserHandler {
@@ -13,11 +13,11 @@ struct PatchUserHandler {
         let patch = try await JSONBody.read(
             request, context: context, maxSize: deps.config.http.maxBodySize,
             accepting: [JSONBody.mergePatch, JSONBody.json])
-        let ifMatch = request.headers[.ifMatch]
+        let preconditions = UserRoutes.Preconditions(request)
         let user = try await deps.store.update(id: id) { current in
             // Invalid input is reported as such (422) whatever the precondition says.
             let fields = try UserValidation.applyMergePatch(patch, to: current)
-            try UserRoutes.checkIfMatch(ifMatch, current)
+            try preconditions.check(current)
             return fields
         }
         return Responses.user(user)

@@ -1,30 +1,34 @@
-import Foundation
 import Hummingbird
 
-/// `GET /`: which service, version and instance answered. JSON for API
-/// clients; a small HTML page for browsers, handy to watch a rollout.
+/// `GET /`: which service and instance answered; with details (version,
+/// commit, uptime, storage) for token holders when reads are protected. JSON
+/// for API clients; a small HTML page for browsers, handy to watch a rollout.
 struct StatusHandler {
     let deps: AppDependencies
 
+    /// No script, no inline style, not framed: the page is static text and links.
+    static let htmlPolicy =
+        "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
     func handle(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let uptime = Int(deps.state.uptime.seconds)
+        var fields = [("service", "userapi"), ("instance", deps.config.instanceName)]
+        if deps.auth.showsDetails(request) {
+            fields += [
+                ("version", BuildInfo.version), ("commit", BuildInfo.commit),
+                ("uptime_seconds", "\(Int(deps.state.uptime.seconds))"), ("storage", deps.store.backend),
+            ]
+        }
         if Self.prefersHTML(request.headers[.accept]) {
-            return Responses.text(html(uptime: uptime), contentType: "text/html; charset=utf-8")
+            var response = Responses.text(Self.html(fields), contentType: "text/html; charset=utf-8")
+            response.headers[.contentSecurityPolicy] = Self.htmlPolicy
+            return response
         }
         var w = JSONWriter()
         w.beginObject()
-        w.key("service")
-        w.string("userapi")
-        w.key("version")
-        w.string(BuildInfo.version)
-        w.key("commit")
-        w.string(BuildInfo.commit)
-        w.key("instance")
-        w.string(deps.config.instanceName)
-        w.key("uptime_seconds")
-        w.number(uptime)
-        w.key("storage")
-        w.string(deps.store.backend)
+        for (key, value) in fields {
+            w.key(escaping: key)
+            if key == "uptime_seconds", let number = Int(value) { w.number(number) } else { w.string(value) }
+        }
         w.endObject()
         return Responses.json(w)
     }
@@ -38,23 +42,30 @@ struct StatusHandler {
         return html < json
     }
 
-    private func html(uptime: Int) -> String {
+    static func html(_ fields: [(String, String)]) -> String {
         func escape(_ s: String) -> String {
-            s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-                .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+            var out = ""
+            for c in s {
+                switch c {
+                case "&": out += "&amp;"
+                case "<": out += "&lt;"
+                case ">": out += "&gt;"
+                case "\"": out += "&quot;"
+                default: out.append(c)
+                }
+            }
+            return out
         }
+        let rows = fields.dropFirst().map { "<dt>\(escape($0.0))</dt><dd>\(escape($0.1))</dd>" }.joined(separator: "\n")
         return """
             <!doctype html>
-            <html lang="en"><head><meta charset="utf-8"><title>userapi \(escape(BuildInfo.version))</title>
-            <style>body{font-family:system-ui,sans-serif;margin:3rem;color:#222}dt{font-weight:600}dd{margin:0 0 .6rem 0;font-family:monospace}</style>
-            </head><body><h1>userapi</h1><dl>
-            <dt>version</dt><dd>\(escape(BuildInfo.version))</dd>
-            <dt>commit</dt><dd>\(escape(BuildInfo.commit))</dd>
-            <dt>instance</dt><dd>\(escape(deps.config.instanceName))</dd>
-            <dt>uptime</dt><dd>\(uptime) s</dd>
-            <dt>storage</dt><dd>\(escape(deps.store.backend))</dd>
-            </dl><p><a href="/users">/users</a> · <a href="/openapi.yaml">/openapi.yaml</a> · <a href="/readyz?verbose">/readyz?verbose</a></p>
-            </body></html>
+            <html lang="en"><head><meta charset="utf-8"><title>userapi</title>
+            <meta name="viewport" content="width=device-width, initial-scale=1">
+            <link rel="stylesheet" href="/console/console.css">
+            </head><body><main><h1>userapi</h1><dl>
+            \(rows)
+            </dl><p><a href="/console/">Console</a> · <a href="/openapi.yaml">API (OpenAPI)</a> · <a href="/readyz?verbose">Readiness</a></p>
+            </main></body></html>
 
             """
     }

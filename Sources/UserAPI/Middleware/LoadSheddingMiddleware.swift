@@ -43,6 +43,13 @@ final class InFlightRequests: Sendable {
         return true
     }
 
+    /// At the limit: new API requests are being shed.
+    var isFull: Bool { limit > 0 && count.load(ordering: .relaxed) >= limit }
+
+    struct Full: Error, CustomStringConvertible {
+        var description: String { "the server is at its limit of concurrent requests" }
+    }
+
     func leave() {
         count.wrappingSubtract(1, ordering: .relaxed)
     }

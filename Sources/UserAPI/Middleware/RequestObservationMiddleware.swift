@@ -13,6 +13,7 @@ struct RequestObservationMiddleware: RouterMiddleware {
     let accessLog: AccessLog
 
     static let requestIDHeader = HTTPField.Name("X-Request-ID")!
+    static let contentTypeOptions = HTTPField.Name("X-Content-Type-Options")!
 
     /// Template → index into `Route.templates`, for the metrics cache key.
     private static let routeIndex: [String: Int] = Dictionary(
@@ -38,6 +39,7 @@ struct RequestObservationMiddleware: RouterMiddleware {
                 .response(requestID: requestID)
         }
         response.headers[Self.requestIDHeader] = requestID
+        response.headers[Self.contentTypeOptions] = "nosniff"
 
         let duration = ContinuousClock.now - start
         // Only known templates become labels: anything else (Hummingbird names
@@ -51,7 +53,8 @@ struct RequestObservationMiddleware: RouterMiddleware {
             status: status, duration: duration)
         accessLog.record(
             method: request.method.rawValue, route: route, path: request.uri.path, status: status,
-            duration: duration, bytes: response.body.contentLength ?? 0, requestID: requestID)
+            duration: duration, bytes: response.body.contentLength ?? 0, requestID: requestID,
+            client: context.clientAddress, userAgent: request.headers[.userAgent], tokenID: context.notes.tokenID)
         return response
     }
 

@@ -83,6 +83,16 @@ public final class AppMetrics: Sendable {
         h.duration.record(duration)
     }
 
+    /// A refused authentication, by reason: missing, invalid, read_only, limited.
+    func authFailure(reason: String) {
+        registry.makeCounter(
+            descriptor: .init(
+                metricName: "userapi_auth_failures", unitName: "total",
+                helpText: "Requests refused for their token: missing, invalid, read-only for a write, or limited."),
+            labels: [("reason", reason)]
+        ).increment()
+    }
+
     /// A connection the server closed on its own (`ConnectionRules`), by reason.
     func connectionClosed(reason: String) {
         registry.makeCounter(

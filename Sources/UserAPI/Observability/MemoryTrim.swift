@@ -1,5 +1,6 @@
 import CMalloc
 import Foundation
+import ServiceLifecycle
 
 /// Lowers resident memory once the server is ready.
 ///
@@ -48,5 +49,27 @@ enum MemoryTrim {
     static func limitMallocArenas(_ count: Int) -> Bool {
         guard count > 0 else { return true }
         return userapi_malloc_arena_max(Int32(count)) == 1
+    }
+
+    /// Gives freed heap memory back to the kernel. glibc keeps what a burst
+    /// of connections freed (their buffers) for reuse, so without this the
+    /// resident size stays at its peak after the burst is gone.
+    @discardableResult
+    static func trimHeap() -> Bool { userapi_malloc_trim() == 1 }
+}
+
+/// Trims the heap every `interval` while the server runs (see `MemoryTrim.trimHeap`).
+struct HeapTrimService: Service {
+    var interval: Duration = .seconds(30)
+
+    func run() async throws {
+        while true {
+            do {
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            } catch {
+                return
+            }
+            MemoryTrim.trimHeap()
+        }
     }
 }

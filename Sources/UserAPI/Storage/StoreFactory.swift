@@ -14,6 +14,7 @@ public enum StoreFactory {
             settings.busyTimeout = config.database.sqliteBusyTimeout
             settings.readers = config.database.sqliteReaders
             settings.maxQueuedWrites = config.database.maxQueuedWrites
+            settings.checkOnOpen = config.database.sqliteCheckOnStart
             let store = try await SQLiteUserStore.open(settings, logger: logger, waitForLock: waitForLock)
             if let metrics {
                 let depth = metrics.gauge(
@@ -28,7 +29,12 @@ public enum StoreFactory {
 
     /// Runs migrations (`database.migrate_on_start`, the default) or checks
     /// that someone did: serving on an outdated schema would fail on every request.
-    static func prepareSchema(_ store: any UserStore, migrate: Bool, logger: Logger) async throws {
+    static func prepareSchema(
+        _ store: any UserStore, migrate: Bool, connectAttempts: Int = 1, logger: Logger
+    ) async throws {
+        if let postgres = store as? PostgresUserStore {
+            try await postgres.waitUntilReachable(attempts: connectAttempts)
+        }
         if migrate {
             let report = try await store.migrate()
             if report.applied.isEmpty {

@@ -7,11 +7,11 @@ import Testing
 
 @Suite("Status, probes, metrics, OpenAPI")
 struct OperationsAPITests {
-    @Test("GET / tells which service, version, instance and storage answered; browsers get HTML")
+    @Test("GET / tells which service, version, instance and storage answered; browsers get HTML under a strict CSP")
     func status() async throws {
         let dir = TempDir()
         try await withApp(try await testConfig(dir)) { client, _ in
-            let json = try await client.request(.get, "/", token: nil)
+            let json = try await client.request(.get, "/")
             #expect(json.status == .ok)
             let body = try json.object()
             #expect(body["service"] as? String == "userapi")
@@ -22,11 +22,16 @@ struct OperationsAPITests {
             #expect(body["uptime_seconds"] is Int)
 
             let html = try await client.request(
-                .get, "/", headers: [.accept: "text/html,application/xhtml+xml,*/*;q=0.8"], token: nil)
+                .get, "/", headers: [.accept: "text/html,application/xhtml+xml,*/*;q=0.8"])
             #expect(html.headers[.contentType] == "text/html; charset=utf-8")
             #expect(html.text.contains("test-instance"))
             #expect(html.text.contains("<html"))
-            let api = try await client.request(.get, "/", headers: [.accept: "application/json, text/html"], token: nil)
+            #expect(html.text.contains(#"href="/console/""#), "links the console")
+            #expect(!html.text.contains("<script") && !html.text.contains("style="), "no inline script or style")
+            let policy = try #require(html.headers[.contentSecurityPolicy])
+            #expect(policy.contains("default-src 'none'") && policy.contains("frame-ancestors 'none'"), "\(policy)")
+            #expect(!policy.contains("unsafe-inline"))
+            let api = try await client.request(.get, "/", headers: [.accept: "application/json, text/html"])
             #expect(api.headers[.contentType] == "application/json")
         }
     }
@@ -35,7 +40,7 @@ struct OperationsAPITests {
     func version() async throws {
         let dir = TempDir()
         try await withApp(try await testConfig(dir)) { client, _ in
-            let body = try await client.request(.get, "/version", token: nil).object()
+            let body = try await client.request(.get, "/version").object()
             #expect(Set(body.keys) == ["version", "commit", "built"])
             #expect(body["version"] as? String == BuildInfo.version)
         }
@@ -45,22 +50,22 @@ struct OperationsAPITests {
     func probes() async throws {
         let dir = TempDir()
         try await withApp(try await testConfig(dir)) { client, app in
-            #expect(try await client.request(.get, "/healthz", token: nil).object()["status"] as? String == "ok")
-            #expect(try await client.request(.get, "/readyz", token: nil).object()["status"] as? String == "ready")
-            let verbose = try await client.request(.get, "/readyz?verbose", token: nil)
+            #expect(try await client.request(.get, "/healthz").object()["status"] as? String == "ok")
+            #expect(try await client.request(.get, "/readyz").object()["status"] as? String == "ready")
+            let verbose = try await client.request(.get, "/readyz?verbose")
             #expect(verbose.status == .ok)
             #expect(verbose.text.contains("[+]storage ok ("))
             #expect(verbose.text.contains("readyz check passed"))
 
             app.state.beginDraining()
-            let draining = try await client.request(.get, "/readyz", token: nil)
+            let draining = try await client.request(.get, "/readyz")
             let problem = try draining.problem(.serviceUnavailable)
             #expect((problem["detail"] as? String)?.contains("draining") == true)
-            let drainingVerbose = try await client.request(.get, "/readyz?verbose", token: nil)
+            let drainingVerbose = try await client.request(.get, "/readyz?verbose")
             #expect(drainingVerbose.status == .serviceUnavailable)
             #expect(drainingVerbose.text.contains("[-]shutdown failed: draining"))
-            #expect(try await client.request(.get, "/healthz", token: nil).status == .ok)
-            #expect(try await client.request(.get, "/users", token: nil).status == .ok, "still serving while draining")
+            #expect(try await client.request(.get, "/healthz").status == .ok)
+            #expect(try await client.request(.get, "/users").status == .ok, "still serving while draining")
         }
     }
 
@@ -69,9 +74,9 @@ struct OperationsAPITests {
         let dir = TempDir()
         try await withApp(try await testConfig(dir)) { client, app in
             await app.store.shutdown()
-            try await client.request(.get, "/readyz", token: nil).problem(.serviceUnavailable)
-            #expect(try await client.request(.get, "/healthz", token: nil).status == .ok)
-            try await client.request(.get, "/users", token: nil).problem(.serviceUnavailable)
+            try await client.request(.get, "/readyz").problem(.serviceUnavailable)
+            #expect(try await client.request(.get, "/healthz").status == .ok)
+            try await client.request(.get, "/users").problem(.serviceUnavailable)
         }
     }
 
@@ -80,10 +85,10 @@ struct OperationsAPITests {
         let dir = TempDir()
         try await withApp(try await testConfig(dir)) { client, _ in
             let id = try #require(try await client.createUser("Ada", "ada", "ada@example.com")["id"] as? String)
-            _ = try await client.request(.get, "/users/\(id)", token: nil)
-            _ = try await client.request(.get, "/users/\(UserID.make())", token: nil)
-            _ = try await client.request(.get, "/no/such/\(UUID().uuidString)", token: nil)
-            let response = try await client.request(.get, "/metrics", token: nil)
+            _ = try await client.request(.get, "/users/\(id)")
+            _ = try await client.request(.get, "/users/\(UserID.make())")
+            _ = try await client.request(.get, "/no/such/\(UUID().uuidString)")
+            let response = try await client.request(.get, "/metrics")
             #expect(response.headers[.contentType]?.hasPrefix("text/plain; version=0.0.4") == true)
             let text = response.text
             #expect(text.contains(#"http_requests_total{method="POST",route="/users",status="201"} 1"#))
@@ -114,7 +119,7 @@ struct OperationsAPITests {
         config.http.managementPort = port
         try await withApp(config) { client, _ in
             for path in ["/metrics", "/healthz", "/readyz"] {
-                try await client.request(.get, path, token: nil).problem(.notFound)
+                try await client.request(.get, path).problem(.notFound)
             }
             #expect(try await client.request(.get, "/users").status == .ok)
             let management = "http://127.0.0.1:\(port)"
@@ -122,10 +127,42 @@ struct OperationsAPITests {
             #expect(status == 200)
             #expect(String(decoding: metrics, as: UTF8.self).contains("userapi_build_info"))
             #expect(try await httpGet(management + "/healthz").1 == 200)
-            let (ready, readyStatus) = try await httpGet(management + "/readyz?verbose")
+            let (ready, readyStatus) = try await httpGet(
+                management + "/readyz?verbose", headers: ["Authorization": "Bearer \(TestEnv.token)"])
             #expect(readyStatus == 200, "\(String(decoding: ready, as: UTF8.self))")
             #expect(String(decoding: ready, as: UTF8.self).contains("[+]storage ok"))
             #expect(try await httpGet(management + "/users").1 == 404)
+        }
+    }
+
+    @Test("a full disk: writes answer 503 saying so, and readiness fails until a write succeeds again")
+    func diskFull() async throws {
+        let dir = TempDir()
+        try await withApp(try await testConfig(dir)) { client, app in
+            let store = try #require((app.store as? InstrumentedUserStore)?.base as? SQLiteUserStore)
+            _ = try await client.createUser("Ada", "ada", "ada@example.com")
+            // No page beyond those the file has: the next write needs one, as on a full disk.
+            try await store.limitPages(1)
+            var i = 0
+            var refused: TestResponse?
+            while refused == nil, i < 5000 {
+                let response = try await client.request(
+                    .post, "/users", json: #"{"name":"Filler \#(i)","username":"filler\#(i)","email":"f\#(i)@example.com"}"#)
+                if response.status != .created { refused = response }
+                i += 1
+            }
+            let full = try #require(refused, "no write was refused")
+            let problem = try full.problem(.serviceUnavailable)
+            #expect((problem["detail"] as? String)?.contains("disk is full") == true, "\(problem)")
+            #expect(full.headers[.retryAfter] != nil)
+            let ready = try await client.request(.get, "/readyz?verbose")
+            #expect(ready.status == .serviceUnavailable)
+            #expect(ready.text.contains("disk is full"), "\(ready.text)")
+            #expect(try await client.request(.get, "/users?limit=1").status == .ok, "reads go on")
+
+            try await store.limitPages(1_000_000)
+            #expect(try await client.request(.get, "/readyz").status == .ok)
+            #expect(try await client.createUser("Bob", "bob", "bob@example.com")["id"] != nil)
         }
     }
 
@@ -133,18 +170,20 @@ struct OperationsAPITests {
     func openAPI() async throws {
         let dir = TempDir()
         try await withApp(try await testConfig(dir)) { client, _ in
-            let response = try await client.request(.get, "/openapi.yaml", token: nil)
+            let response = try await client.request(.get, "/openapi.yaml")
             #expect(response.status == .ok)
             #expect(response.headers[.contentType] == "application/yaml")
             #expect(response.text.hasPrefix("openapi: 3.1"))
         }
     }
 
-    @Test("over the in-flight limit requests get a fast 503; probes are exempt")
+    @Test("over the in-flight limit requests get a fast 503 and readiness fails; liveness stays up")
     func loadShedding() async throws {
         let dir = TempDir()
         var config = try await testConfig(dir)
         config.http.maxInFlight = 1
+        // The slot is held by a request kept open on purpose.
+        config.http.readTimeout = .seconds(600)
         let app = try await buildApplication(config, logger: TestEnv.logger)
         try await app.test(.live) { client in
             // Hold the one slot with a request whose body never finishes arriving, and
@@ -161,15 +200,18 @@ struct OperationsAPITests {
             }
             #expect(try await inFlight(client) == 2, "the slow request never started")
 
-            let shed = try await client.request(.get, "/users", token: nil)
+            let shed = try await client.request(.get, "/users")
             try shed.problem(.serviceUnavailable)
             #expect(shed.headers[.retryAfter] == "1")
-            #expect(try await client.request(.get, "/readyz", token: nil).status == .ok)
-            #expect(try await client.request(.get, "/healthz", token: nil).status == .ok)
+            // Readiness says the API is shedding, so a load balancer sends the next requests elsewhere;
+            // liveness stays green, so the kubelet does not restart a busy replica.
+            let ready = try await client.request(.get, "/readyz?verbose")
+            #expect(ready.status == .serviceUnavailable && ready.text.contains("[-]capacity failed"), "\(ready.text)")
+            #expect(try await client.request(.get, "/healthz").status == .ok)
 
             // The slot is given back when the slow client goes away.
             slow.close()
-            #expect(try await client.request(.get, "/users", token: nil, until: .ok).status == .ok)
+            #expect(try await client.request(.get, "/users", until: .ok).status == .ok)
         }
     }
 
@@ -178,6 +220,8 @@ struct OperationsAPITests {
         let dir = TempDir()
         var config = try await testConfig(dir)
         config.http.maxInFlight = 1
+        // The slot is held by a request kept open on purpose.
+        config.http.readTimeout = .seconds(600)
         let app = try await buildApplication(config, logger: TestEnv.logger)
         try await app.test(.live) { client in
             let gone = try SlowClient(port: app.port)
@@ -189,23 +233,23 @@ struct OperationsAPITests {
                 try await Task.sleep(for: .milliseconds(20))
             }
             gone.close()
-            #expect(try await client.request(.get, "/users", token: nil, until: .ok).status == .ok)
+            #expect(try await client.request(.get, "/users", until: .ok).status == .ok)
             // The slot is freed a moment before the request is counted.
             var text = ""
             while ContinuousClock.now < deadline {
-                text = try await client.request(.get, "/metrics", token: nil).text
+                text = try await client.request(.get, "/metrics").text
                 if text.contains(#"route="/users",status="4"#) || text.contains(#"route="/users",status="5"#) { break }
                 try await Task.sleep(for: .milliseconds(20))
             }
             #expect(text.contains(#"http_requests_total{method="POST",route="/users",status="400"} 1"#), "\(text)")
             #expect(!text.contains(#"status="500""#))
-            #expect(try await client.request(.get, "/users", token: nil).text == "[]", "nothing half-written was stored")
+            #expect(try await client.request(.get, "/users").text == "[]", "nothing half-written was stored")
         }
     }
 
     /// `http_requests_in_flight` as the server reports it (the scrape counts itself).
     private func inFlight(_ client: some TestClientProtocol) async throws -> Int {
-        let text = try await client.request(.get, "/metrics", token: nil).text
+        let text = try await client.request(.get, "/metrics").text
         let line = try #require(text.split(separator: "\n").first { $0.hasPrefix("http_requests_in_flight ") })
         return Int(Double(line.split(separator: " ")[1]) ?? -1)
     }

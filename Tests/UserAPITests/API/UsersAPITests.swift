@@ -27,15 +27,15 @@ struct UsersAPITests {
             #expect(Set(user.keys) == ["id", "name", "username", "email", "created_at", "updated_at"])
             #expect(user["created_at"] as? String == user["updated_at"] as? String)
 
-            let fetched = try await client.request(.get, "/users/\(id)", token: nil)
+            let fetched = try await client.request(.get, "/users/\(id)")
             #expect(fetched.status == .ok)
             #expect(fetched.headers[.eTag] == "\"v1\"")
             #expect(try fetched.object()["id"] as? String == id)
-            #expect(try await client.request(.get, "/users/\(id.uppercased())", token: nil).status == .ok)
+            #expect(try await client.request(.get, "/users/\(id.uppercased())").status == .ok)
 
-            let list = try await client.request(.get, "/users", token: nil)
+            let list = try await client.request(.get, "/users")
             #expect(try list.array().map { $0["id"] as? String } == [id])
-            #expect(try await client.request(.get, "/users/", token: nil).array().count == 1)
+            #expect(try await client.request(.get, "/users/").array().count == 1)
 
             let replaced = try await client.request(
                 .put, "/users/\(id)", json: #"{"name":"Ada King","username":"ada.king","email":"ada@king.example"}"#)
@@ -56,9 +56,9 @@ struct UsersAPITests {
             #expect(unchanged.headers[.eTag] == "\"v3\"", "an empty patch must not create a new version")
 
             #expect(try await client.request(.delete, "/users/\(id)").status == .noContent)
-            try await client.request(.get, "/users/\(id)", token: nil).problem(.notFound)
+            try await client.request(.get, "/users/\(id)").problem(.notFound)
             try await client.request(.delete, "/users/\(id)").problem(.notFound)
-            #expect(try await client.request(.get, "/users", token: nil).array().isEmpty)
+            #expect(try await client.request(.get, "/users").array().isEmpty)
         }
     }
 
@@ -75,7 +75,7 @@ struct UsersAPITests {
             var next: String? = "/users?limit=5"
             var pages = 0
             while let uri = next {
-                let page = try await client.request(.get, uri, token: nil)
+                let page = try await client.request(.get, uri)
                 #expect(page.status == .ok)
                 seen += try page.array().compactMap { $0["id"] as? String }
                 pages += 1
@@ -87,17 +87,17 @@ struct UsersAPITests {
             #expect(seen == ids)
             #expect(pages == 5)
 
-            let exact = try await client.request(.get, "/users?limit=23", token: nil)
+            let exact = try await client.request(.get, "/users?limit=23")
             #expect(exact.headers[HTTPField.Name("Link")!] == nil, "no next link when nothing follows")
-            #expect(try await client.request(.get, "/users", token: nil).array().count == 23, "default limit is 50")
+            #expect(try await client.request(.get, "/users").array().count == 23, "default limit is 50")
 
-            let byName = try await client.request(.get, "/users?username=USER7", token: nil).array()
+            let byName = try await client.request(.get, "/users?username=USER7").array()
             #expect(byName.map { $0["username"] as? String } == ["user7"])
-            let byEmail = try await client.request(.get, "/users?email=U8@EXAMPLE.COM", token: nil).array()
+            let byEmail = try await client.request(.get, "/users?email=U8@EXAMPLE.COM").array()
             #expect(byEmail.map { $0["username"] as? String } == ["user8"])
-            #expect(try await client.request(.get, "/users?username=nobody", token: nil).array().isEmpty)
+            #expect(try await client.request(.get, "/users?username=nobody").array().isEmpty)
             let plus = try await client.createUser("Plus", "plus", "a+b@example.com")
-            let filtered = try await client.request(.get, "/users?email=a%2Bb@example.com&limit=1", token: nil)
+            let filtered = try await client.request(.get, "/users?email=a%2Bb@example.com&limit=1")
             #expect(try filtered.array().first?["id"] as? String == plus["id"] as? String)
         }
     }
@@ -107,11 +107,11 @@ struct UsersAPITests {
         let dir = TempDir()
         try await withApp(try await testConfig(dir)) { client, _ in
             for uri in ["/users?limit=0", "/users?limit=501", "/users?limit=ten", "/users?after=nope"] {
-                let response = try await client.request(.get, uri, token: nil)
+                let response = try await client.request(.get, uri)
                 try response.problem(.badRequest)
                 #expect(try response.problemFields().count == 1, "\(uri)")
             }
-            #expect(try await client.request(.get, "/users?limit=500", token: nil).status == .ok)
+            #expect(try await client.request(.get, "/users?limit=500").status == .ok)
         }
     }
 
@@ -120,15 +120,15 @@ struct UsersAPITests {
         let dir = TempDir()
         try await withApp(try await testConfig(dir, backend: backend)) { client, _ in
             let id = try #require(try await client.createUser("Ada", "ada", "ada@example.com")["id"] as? String)
-            let notModified = try await client.request(.get, "/users/\(id)", headers: [.ifNoneMatch: "\"v1\""], token: nil)
+            let notModified = try await client.request(.get, "/users/\(id)", headers: [.ifNoneMatch: "\"v1\""])
             #expect(notModified.status == .notModified)
             #expect(notModified.body.readableBytes == 0)
             #expect(notModified.headers[.eTag] == "\"v1\"")
             #expect(
-                try await client.request(.get, "/users/\(id)", headers: [.ifNoneMatch: "W/\"v1\""], token: nil).status
+                try await client.request(.get, "/users/\(id)", headers: [.ifNoneMatch: "W/\"v1\""]).status
                     == .notModified)
             #expect(
-                try await client.request(.get, "/users/\(id)", headers: [.ifNoneMatch: "\"v0\", \"v9\""], token: nil).status
+                try await client.request(.get, "/users/\(id)", headers: [.ifNoneMatch: "\"v0\", \"v9\""]).status
                     == .ok)
 
             try await client.request(
@@ -149,7 +149,7 @@ struct UsersAPITests {
                     headers: [.ifMatch: "*"]
                 ).status == .ok)
             try await client.request(.delete, "/users/\(id)", headers: [.ifMatch: "\"v2\""]).problem(.preconditionFailed)
-            #expect(try await client.request(.get, "/users/\(id)", token: nil).status == .ok, "a refused delete deletes nothing")
+            #expect(try await client.request(.get, "/users/\(id)").status == .ok, "a refused delete deletes nothing")
             #expect(try await client.request(.delete, "/users/\(id)", headers: [.ifMatch: "\"v3\""]).status == .noContent)
         }
     }
@@ -174,7 +174,7 @@ struct UsersAPITests {
             // Changing only the case of one's own email is not a conflict.
             #expect(try await client.request(.patch, "/users/\(bobID)", json: #"{"email":"BOB@example.com"}"#).status == .ok)
             #expect(
-                try await client.request(.get, "/users", token: nil).array().count == 2,
+                try await client.request(.get, "/users").array().count == 2,
                 "nothing was written by the refused requests")
         }
     }
@@ -219,12 +219,12 @@ struct UsersAPITests {
         try await withApp(try await testConfig(dir)) { client, _ in
             let name = HTTPField.Name("X-Request-ID")!
             let echoed = try await client.request(
-                .get, "/users/00000000-0000-7000-8000-000000000000", headers: [name: "abc-123"], token: nil)
+                .get, "/users/00000000-0000-7000-8000-000000000000", headers: [name: "abc-123"])
             #expect(echoed.headers[name] == "abc-123")
             #expect(try echoed.object()["request_id"] as? String == "abc-123")
-            let replaced = try await client.request(.get, "/healthz", headers: [name: "bad id\u{7F}\"}"], token: nil)
+            let replaced = try await client.request(.get, "/healthz", headers: [name: "bad id\u{7F}\"}"])
             #expect(replaced.headers[name]?.count == 16)
-            #expect(try await client.request(.get, "/healthz", token: nil).headers[name]?.isEmpty == false)
+            #expect(try await client.request(.get, "/healthz").headers[name]?.isEmpty == false)
         }
     }
 
@@ -232,7 +232,7 @@ struct UsersAPITests {
     func routing() async throws {
         let dir = TempDir()
         try await withApp(try await testConfig(dir)) { client, _ in
-            try await client.request(.get, "/nothing/here", token: nil).problem(.notFound)
+            try await client.request(.get, "/nothing/here").problem(.notFound)
             let put = try await client.request(.put, "/users", json: "{}")
             try put.problem(.methodNotAllowed)
             #expect(put.headers[.allow] == "GET, HEAD, POST")
@@ -240,7 +240,7 @@ struct UsersAPITests {
             #expect(post.headers[.allow] == "GET, HEAD, PUT, PATCH, DELETE")
             try post.problem(.methodNotAllowed)
             #expect(try await client.request(.delete, "/healthz").headers[.allow] == "GET, HEAD")
-            try await client.request(.get, "/users/not-a-uuid", token: nil).problem(.notFound)
+            try await client.request(.get, "/users/not-a-uuid").problem(.notFound)
             try await client.request(.patch, "/users/00000000-0000-7000-8000-000000000000", json: "{}").problem(.notFound)
             try await client.request(.put, "/users/00000000-0000-7000-8000-000000000000", json: "{}").problem(.notFound)
         }
@@ -252,19 +252,19 @@ struct UsersAPITests {
         try await withApp(try await testConfig(dir)) { client, _ in
             let id = try #require(try await client.createUser("Head Test", "headtest", "head@example.com")["id"] as? String)
             for path in ["/users/\(id)", "/users?limit=5", "/healthz", "/readyz", "/openapi.yaml", "/version"] {
-                let get = try await client.request(.get, path, token: nil)
-                let head = try await client.request(.head, path, token: nil)
+                let get = try await client.request(.get, path)
+                let head = try await client.request(.head, path)
                 #expect(get.status == .ok, "GET \(path): \(get.text)")
                 #expect(head.status == get.status, "HEAD \(path)")
                 #expect(head.body.readableBytes == 0, "HEAD \(path) sent a body")
                 #expect(head.headers[.contentType] == get.headers[.contentType], "HEAD \(path)")
                 #expect(head.headers[.contentLength] == String(get.body.readableBytes), "HEAD \(path)")
             }
-            let user = try await client.request(.head, "/users/\(id)", token: nil)
+            let user = try await client.request(.head, "/users/\(id)")
             #expect(user.headers[.eTag] == "\"v1\"")
-            let notModified = try await client.request(.head, "/users/\(id)", headers: [.ifNoneMatch: "\"v1\""], token: nil)
+            let notModified = try await client.request(.head, "/users/\(id)", headers: [.ifNoneMatch: "\"v1\""])
             #expect(notModified.status == .notModified)
-            let missing = try await client.request(.head, "/users/00000000-0000-7000-8000-000000000000", token: nil)
+            let missing = try await client.request(.head, "/users/00000000-0000-7000-8000-000000000000")
             #expect(missing.status == .notFound)
             #expect(missing.body.readableBytes == 0)
         }

@@ -5,12 +5,16 @@ import Testing
 
 @Suite("Configuration loading")
 struct ConfigLoaderTests {
+    /// Loads as `userapi` would, except that the default `.env` file is one of the test's
+    /// (never a developer's `config/.env` in the working directory).
     func load(
         flags: [String: String] = [:], env: [String: String] = [:], configFile: String? = nil, envFile: String? = nil,
-        terminal: Bool = false
+        defaultEnvFile: String = "/nonexistent/userapi-test/config/.env", terminal: Bool = false
     ) async throws -> LoadedConfig {
         try await ConfigLoader.load(
-            ConfigSources(flags: flags, environment: env, configFile: configFile, envFile: envFile, isTerminal: terminal))
+            ConfigSources(
+                flags: flags, environment: env, configFile: configFile, envFile: envFile, defaultEnvFile: defaultEnvFile,
+                isTerminal: terminal))
     }
 
     func errors(_ body: () async throws -> LoadedConfig) async -> [ConfigurationError] {
@@ -155,6 +159,17 @@ struct ConfigLoaderTests {
         #expect(await !errors { try await load(envFile: dir.file("missing.env")) }.isEmpty)
         let scalarForMapping = dir.write("list.yaml", "http:\n  port: [1, 2]\n")
         #expect(await errors { try await load(configFile: scalarForMapping) }.map(\.key) == ["http.port"])
+    }
+
+    @Test("a config/.env present in the working directory is read when no .env file is named")
+    func defaultEnvFile() async throws {
+        let dir = TempDir()
+        let file = dir.write(".env", "# local settings\nHTTP_PORT=8099\nSHUTDOWN_DRAIN_DELAY=2s\n")
+        let loaded = try await load(env: ["SHUTDOWN_DRAIN_DELAY": "3s"], defaultEnvFile: file)
+        #expect(loaded.config.http.port == 8099)
+        #expect(loaded.origins["http.port"]?.contains(".env file") == true)
+        #expect(loaded.config.shutdown.drainDelay == .seconds(3), "the environment wins over the .env file")
+        #expect(try await load(defaultEnvFile: dir.file("absent.env")).config.http.port == 8080)
     }
 
     @Test("unknown keys in the config file are reported as warnings")

@@ -8,9 +8,14 @@ import Testing
 @Suite("userapi process", .serialized)
 struct ServerProcessTests {
     static let token = "process-test-token"
+    static let auth = ["Authorization": "Bearer \(token)"]
 
     func environment(_ dir: TempDir, _ extra: [String: String] = [:]) -> [String: String] {
-        ["DATABASE_URL": "sqlite:\(dir.file("users.sqlite"))", "AUTH_TOKENS": Self.token].merging(extra) { _, n in n }
+        // Requests here are held open on purpose: generous request and read timeouts.
+        [
+            "DATABASE_URL": "sqlite:\(dir.file("users.sqlite"))", "AUTH_TOKENS": Self.token,
+            "HTTP_REQUEST_TIMEOUT": "600s", "HTTP_READ_TIMEOUT": "600s",
+        ].merging(extra) { _, n in n }
     }
 
     static func createBody(_ i: Int) -> String { #"{"name":"User \#(i)","username":"user\#(i)","email":"u\#(i)@example.com"}"# }
@@ -68,7 +73,7 @@ struct ServerProcessTests {
         // The request acknowledged during shutdown is on disk.
         let again = try ServerProcess(environment: environment(dir))
         try await again.waitUntilListening()
-        let (data, _) = try await httpGet("\(again.baseURL)/users?username=user1")
+        let (data, _) = try await httpGet("\(again.baseURL)/users?username=user1", headers: Self.auth)
         #expect(String(decoding: data, as: UTF8.self).contains("\"user1\""))
         again.signal(SIGKILL)
         _ = await again.waitForExit(timeout: .seconds(60))
@@ -136,7 +141,7 @@ struct ServerProcessTests {
 
         let restarted = try ServerProcess(environment: environment(dir))
         try await restarted.waitUntilListening()
-        let (data, _) = try await httpGet("\(restarted.baseURL)/users?limit=500")
+        let (data, _) = try await httpGet("\(restarted.baseURL)/users?limit=500", headers: Self.auth)
         let ids = (try JSONSerialization.jsonObject(with: data) as? [[String: Any]])?.compactMap { $0["id"] as? String } ?? []
         #expect(Set(ids) == Set(created))
         restarted.signal(SIGKILL)
@@ -203,7 +208,7 @@ struct ServerProcessTests {
         try client.send(
             "GET /users?limit=1 HTTP/1.1\r\nHost: t\r\nX-Request-ID: list-1\r\nAuthorization: Bearer \(Self.token)\r\n\r\n"
                 + "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Request-ID: probe-1\r\n\r\n"
-                + "GET /version HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\nX-Request-ID: probe-2\r\n\r\n")
+                + "GET /version HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer \(Self.token)\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\nX-Request-ID: probe-2\r\n\r\n")
         let (pipelined, _) = client.readResponses(4)
         #expect(pipelined.count == 4)
         #expect(pipelined.first?.hasSuffix("[]") == true, "the list first: \(pipelined.first ?? "")")
@@ -249,7 +254,7 @@ struct ServerProcessTests {
         #expect(bytes > 1_000_000, "\(line)")
         // The code paged out comes back on use.
         for path in ["/readyz", "/healthz", "/users?limit=1"] {
-            let (_, status) = try await httpGet("\(server.baseURL)\(path)")
+            let (_, status) = try await httpGet("\(server.baseURL)\(path)", headers: Self.auth)
             #expect(status == 200, "\(path)")
         }
     }

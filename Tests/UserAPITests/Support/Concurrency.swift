@@ -136,3 +136,12 @@ final class HoldingExecutor: TaskExecutor, @unchecked Sendable {
         for job in jobs { run(job) }
     }
 }
+
+/// Runs blocking work (a socket read) on a thread of its own, so it never
+/// holds one of the few threads Swift's concurrency pool has, which the
+/// in-process server's handlers need to answer it.
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+    }
+}

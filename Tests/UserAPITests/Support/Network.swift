@@ -61,8 +61,19 @@ func httpRequest(_ method: String, _ url: String, headers: [String: String] = [:
 final class SlowClient: @unchecked Sendable {
     private(set) var fd: Int32
 
-    init(port: Int) throws {
+    /// Connects to `port` on 127.0.0.1 from `source`, another loopback
+    /// address when a test needs a second client (127.0.0.2 and up work on Linux).
+    init(port: Int, from source: String? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_addr.s_addr = inet_addr(source)
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard bound == 0 else { throw POSIXError(.EADDRNOTAVAIL) }
+        }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -121,6 +132,36 @@ final class SlowClient: @unchecked Sendable {
     }
 
     /// After a response, true when the peer has closed the connection.
+    /// Reads until `marker` has arrived (or the peer closes), returning all read so far.
+    /// Reads byte by byte, so nothing after the marker is consumed.
+    func readUntil(_ marker: String) -> String {
+        var data = [UInt8]()
+        var byte: UInt8 = 0
+        while !String(decoding: data, as: UTF8.self).hasSuffix(marker) {
+            guard recv(fd, &byte, 1, 0) == 1 else { break }
+            data.append(byte)
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// What arrives within `time` (until the peer closes or a full response is in).
+    func readWithin(_ time: Duration) -> String {
+        var tv = timeval(tv_sec: Int(time.components.seconds), tv_usec: Int(time.components.attoseconds / 1_000_000_000_000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        return readResponse()
+    }
+
+    /// Whether the peer has closed, waiting up to `waiting` for it to; data that arrives meanwhile is left unread.
+    func peerClosed(waiting: Duration) -> Bool {
+        var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let millis = Int32(waiting.components.seconds * 1000 + waiting.components.attoseconds / 1_000_000_000_000_000)
+        guard poll(&descriptor, 1, millis) == 1 else { return false }
+        var byte: UInt8 = 0
+        let n = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+        // An orderly close, or a reset (the server closed and our later bytes were refused).
+        return n == 0 || (n < 0 && (errno == ECONNRESET || errno == EPIPE))
+    }
+
     func peerClosed() -> Bool {
         var byte: UInt8 = 0
         return recv(fd, &byte, 1, 0) == 0

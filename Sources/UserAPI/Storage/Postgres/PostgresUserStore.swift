@@ -125,6 +125,34 @@ public final class PostgresUserStore: UserStore {
         try await connection.close()
     }
 
+    /// Tries a connection up to `attempts` times, a second apart; logs each
+    /// failure with its cause and throws the last one as unavailable.
+    func waitUntilReachable(attempts: Int) async throws {
+        for attempt in 1...max(1, attempts) {
+            do {
+                try await connectDirectly()
+                return
+            } catch let error as CancellationError {
+                throw error
+            } catch {
+                let cause = Self.describeConnectFailure(error)
+                guard attempt < attempts else {
+                    logger.error("postgres: cannot connect, giving up", metadata: ["attempts": "\(attempts)", "error": "\(cause)"])
+                    throw StoreError.unavailable(reason: "cannot connect to \(location) after \(attempts) attempts: \(cause)")
+                }
+                logger.warning("postgres: cannot connect yet, retrying", metadata: ["attempt": "\(attempt)", "error": "\(cause)"])
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    /// The driver's reason for a failed connection, without the password.
+    static func describeConnectFailure(_ error: any Error) -> String {
+        guard let error = error as? PSQLError else { return "\(error)" }
+        if let message = error.serverInfo?[.message] { return message }
+        return error.underlying.map { "\($0)" } ?? "\(error.code)"
+    }
+
     // MARK: Plumbing
 
     /// Runs `body` on a pooled connection. Past the statement timeout, or when

@@ -27,6 +27,7 @@ final class GroupCommit: Sendable {
 
     private let state = Mutex(State())
     private let batches = Atomic<Int>(0)
+    private let failure = Mutex<String?>(nil)
     let capacity: Int
     let maxBatch: Int
 
@@ -43,6 +44,9 @@ final class GroupCommit: Sendable {
 
     /// Transactions committed so far.
     var committedBatches: Int { batches.load(ordering: .relaxed) }
+
+    /// Why the last batch failed, until one commits again.
+    var lastFailure: String? { failure.withLock { $0 } }
 
     /// Queues `work` and returns its result once the batch it ran in is committed.
     func submit<T: Sendable>(_ work: @escaping @Sendable (Database) throws -> T) async throws -> T {
@@ -73,8 +77,8 @@ final class GroupCommit: Sendable {
     }
 
     /// Commits batches on `pool` until `close()` and the queue is empty.
-    /// `failure` turns a database error into what the callers are told.
-    func run(on pool: DatabasePool, failure: @escaping @Sendable (any Error) -> any Error) async {
+    /// `report` turns a database error into what the callers are told.
+    func run(on pool: DatabasePool, report: @escaping @Sendable (any Error) -> any Error) async {
         while let batch = await nextBatch() {
             let work = batch.map(\.work)
             do {
@@ -95,11 +99,13 @@ final class GroupCommit: Sendable {
                     }
                 }
                 batches.add(1, ordering: .relaxed)
+                failure.withLock { $0 = nil }
                 state.withLock { $0.committing -= batch.count }
                 for (job, result) in zip(batch, results) { job.continuation.resume(with: result) }
             } catch {
                 state.withLock { $0.committing -= batch.count }
-                let reported = failure(error)
+                let reported = report(error)
+                failure.withLock { $0 = HealthHandlers.reason(reported) }
                 for job in batch { job.continuation.resume(throwing: reported) }
             }
         }

@@ -18,6 +18,8 @@ public struct SQLiteSettings: Sendable, Equatable {
     public var busyTimeout: Duration = .seconds(5)
     public var readers = 2
     public var maxQueuedWrites = 1024
+    /// Run `PRAGMA quick_check` when opening, and refuse a damaged file.
+    public var checkOnOpen = false
 
     public init(path: String) {
         self.path = path
@@ -63,8 +65,22 @@ public final class SQLiteUserStore: UserStore {
         try Self.makeDirectories(for: settings.path)
         let lock = try await DatabaseFileLock.acquire(database: settings.path, wait: waitForLock)
         do {
+            if access(settings.path, F_OK) == 0, access(settings.path, W_OK) != 0 {
+                throw StoreError.unavailable(
+                    reason: "the database file \(settings.path) is not writable: \(String(cString: strerror(errno)))")
+            }
             let pool = try DatabasePool(path: settings.path, configuration: configuration(settings))
+            if settings.checkOnOpen {
+                let result = try await pool.read { try String.fetchAll($0, sql: "PRAGMA quick_check") }
+                guard result == ["ok"] else {
+                    throw StoreError.unavailable(
+                        reason: "the database file \(settings.path) is damaged (quick_check: \(result.prefix(3).joined(separator: "; ")))")
+                }
+            }
             return SQLiteUserStore(settings: settings, pool: pool, lock: lock, logger: logger)
+        } catch let error as StoreError {
+            lock.release()
+            throw error
         } catch {
             lock.release()
             throw StoreError.unavailable(reason: "cannot open \(settings.path): \(Self.cause(error))")
@@ -157,8 +173,30 @@ public final class SQLiteUserStore: UserStore {
         }
     }
 
+    /// Reads, and after a failed write (a full disk, say), writes too: a
+    /// store that cannot take writes is not ready.
     public func ping() async throws {
         _ = try await read { try Int.fetchOne($0, sql: "SELECT 1") }
+        guard let failure = writes.lastFailure else { return }
+        do {
+            try await write { db in
+                // A new page, as an insert may need (rolled back)...
+                try db.inSavepoint {
+                    try db.execute(sql: "CREATE TABLE userapi_write_probe (x)")
+                    return .rollback
+                }
+                // ...and a WAL frame at commit, as every write needs: the header page, rewritten unchanged.
+                let version = try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0
+                try db.execute(sql: "PRAGMA user_version = \(version)")
+            }
+        } catch {
+            throw StoreError.unavailable(reason: "writes fail: \(failure)")
+        }
+    }
+
+    /// Caps the file at `pages` pages (never below its size), as a full disk would: for tests.
+    package func limitPages(_ pages: Int) async throws {
+        try await pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA max_page_count = \(pages)") }
     }
 
     public func list(_ query: UserListQuery) async throws -> [User] {
