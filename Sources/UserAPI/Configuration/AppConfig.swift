@@ -41,6 +41,8 @@ public struct AppConfig: Sendable {
         /// Attempts to reach PostgreSQL at start before giving up (each within `connectTimeout`).
         public var connectAttempts = 5
         public var statementTimeout: Duration = .seconds(5)
+        /// Longest wait for a pooled PostgreSQL connection when all are in use.
+        public var acquireTimeout: Duration = .seconds(1)
         /// A pooled PostgreSQL connection idle this long is closed. Not a
         /// configuration key; the tests shorten it.
         var idleConnectionTimeout: Duration = .seconds(10)

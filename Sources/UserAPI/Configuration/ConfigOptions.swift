@@ -117,6 +117,12 @@ extension ConfigOption {
             },
             render: { seconds($0.database.statementTimeout) }),
         ConfigOption(
+            "database.acquire_timeout", help: "Longest wait for a PostgreSQL connection when all are in use, before answering 503.",
+            apply: { c, v throws(ConfigValueParser.Invalid) in
+                c.database.acquireTimeout = try ConfigValueParser.duration(v, in: 0.05...300)
+            },
+            render: { seconds($0.database.acquireTimeout) }),
+        ConfigOption(
             "database.tls_mode", help: "PostgreSQL TLS: disable, require, or verify-full (checks the CA and host name).",
             apply: { c, v throws(ConfigValueParser.Invalid) in
                 c.database.tlsMode = try ConfigValueParser.choice(v, AppConfig.Database.TLSMode.self)

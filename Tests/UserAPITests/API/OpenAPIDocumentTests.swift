@@ -50,10 +50,13 @@ struct OpenAPIDocumentTests {
         for (path, method) in [("/users", "post"), ("/users/{id}", "put"), ("/users/{id}", "patch")] {
             let operation = try #require(paths[path]?[method] as? [String: Any])
             let codes = Set((operation["responses"] as? [String: Any])?.keys.map { $0 } ?? [])
-            #expect(codes.isSuperset(of: ["400", "401", "409", "413", "415", "422", "503"]), "\(method) \(path): \(codes)")
+            #expect(
+                codes.isSuperset(of: ["400", "401", "403", "409", "413", "415", "422", "429", "503"]), "\(method) \(path): \(codes)")
         }
         let delete = try #require(paths["/users/{id}"]?["delete"] as? [String: Any])
-        #expect(Set((delete["responses"] as? [String: Any])?.keys.map { $0 } ?? []) == ["204", "401", "404", "412", "503"])
+        #expect(
+            Set((delete["responses"] as? [String: Any])?.keys.map { $0 } ?? [])
+                == ["204", "401", "403", "404", "412", "429", "503"])
     }
 
     @Test("the documented limits are the ones the validator enforces")

@@ -27,19 +27,26 @@ public final class PostgresUserStore: UserStore {
     private let direct: PostgresConnection.Configuration
     private let logger: Logger
     private let timeout: TimeAmount
+    private let acquireTimeout: Duration
+    private let maxConnections: Int
     private let pool: PoolGauges
+    /// After a connection-level failure, calls fail at once for a second
+    /// instead of each waiting for a dead database.
+    private let breaker = CircuitBreaker(openFor: .seconds(1))
 
     /// Arbitrary constant naming the migration lock among all advisory locks.
     static let migrationLockKey: Int64 = 0x7573_6572_6170_6931
 
     private init(
-        client: PostgresClient, direct: PostgresConnection.Configuration, location: String, timeout: Duration,
-        logger: Logger, pool: PoolGauges
+        client: PostgresClient, direct: PostgresConnection.Configuration, location: String,
+        config: AppConfig.Database, logger: Logger, pool: PoolGauges
     ) {
         self.client = client
         self.direct = direct
         self.location = location
-        self.timeout = .nanoseconds(Int64(timeout.seconds * 1e9))
+        self.timeout = .nanoseconds(Int64(config.statementTimeout.seconds * 1e9))
+        self.acquireTimeout = config.acquireTimeout
+        self.maxConnections = config.poolSize
         self.logger = logger
         self.pool = pool
     }
@@ -81,7 +88,7 @@ public final class PostgresUserStore: UserStore {
         direct.options.connectTimeout = TimeAmount.nanoseconds(Int64(config.connectTimeout.seconds * 1e9))
         let location = "postgres://\(url.user)@\(url.host):\(url.port)/\(url.database)"
         return PostgresUserStore(
-            client: client, direct: direct, location: location, timeout: config.statementTimeout, logger: logger,
+            client: client, direct: direct, location: location, config: config, logger: logger,
             pool: PoolGauges(max: config.poolSize, metrics: metrics))
     }
 
@@ -161,7 +168,23 @@ public final class PostgresUserStore: UserStore {
     /// on the socket (postgres-nio's queries do not end on cancellation). The
     /// deadline is a timer on the connection's event loop, which a finished
     /// call cancels.
-    private func withConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    private func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws
+        -> T
+    {
+        if breaker.isOpen { throw StoreError.unavailable(reason: "postgres failed a moment ago; failing fast") }
+        do {
+            // Every connection is leased: wait for one only so long (the race costs a task, so only then).
+            guard pool.inUse >= maxConnections else { return try await leased(body) }
+            return try await withDeadline(acquireTimeout) { try await self.leased(body) }
+        } catch is DeadlineExceeded {
+            throw StoreError.unavailable(reason: "no database connection became available within \(acquireTimeout)")
+        } catch StoreError.unavailable(let reason) {
+            breaker.recordFailure()
+            throw StoreError.unavailable(reason: reason)
+        }
+    }
+
+    private func leased<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         let expired = ExpiryFlag()
         pool.waiting(+1)
         var leased = false
@@ -441,12 +464,32 @@ public final class PostgresUserStore: UserStore {
 
     /// Holds a pooled connection until `body` returns: for tests of what a
     /// stuck connection does to the pool.
-    package func holdingConnection<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+    package func holdingConnection<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
         try await withConnection { _ in try await body() }
     }
 }
 
 // MARK: Rows and statements
+
+/// Fails fast for a short while after the database stopped answering, so a
+/// dead database costs each request microseconds, not a full timeout.
+final class CircuitBreaker: Sendable {
+    private let openFor: Duration
+    private let openUntil = Mutex<ContinuousClock.Instant?>(nil)
+
+    init(openFor: Duration) {
+        self.openFor = openFor
+    }
+
+    var isOpen: Bool {
+        openUntil.withLock { until in
+            guard let until else { return false }
+            return ContinuousClock.now < until
+        }
+    }
+
+    func recordFailure() { openUntil.withLock { $0 = .now + openFor } }
+}
 
 /// Set once, read from any thread.
 final class ExpiryFlag: Sendable {
