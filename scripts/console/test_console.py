@@ -23,6 +23,7 @@ The docs screenshot (docs/console.png) is scripts/console/screenshot.py.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -174,9 +175,10 @@ def chromium():
         unavailable(f"chromium: not installed ({CHROMIUM}; scripts/tools/ensure-apt.sh chromium: "
                     f"{apt.stderr.strip()[-400:] or 'exit ' + str(apt.returncode)})")
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError as exc:
         unavailable(f"playwright: not in the tool venv (scripts/tools/requirements-console.txt): {exc}")
+    expect.set_options(timeout=WAIT_MS)
     with sync_playwright() as playwright:
         # Headless. Playwright passes --no-sandbox itself (chromium_sandbox defaults to False),
         # which Chromium needs when it runs as root, as it does in this sandbox and in CI.
@@ -380,7 +382,6 @@ def test_two_pages_live(server, chromium, artefacts):
         ctx_ro = chromium.new_context()
         try:
             ro = open_console(ctx_ro, server.url, "read-only page", token=READ_ONLY)
-            pages.append(ro)
             expect(row(ro.page, "grace")).to_have_count(1)
             ro.page.fill("#user-name", "Nobody")
             ro.page.fill("#user-username", "nobody")
@@ -430,6 +431,68 @@ def test_phone_width_and_status_page(server, chromium, artefacts):
         assert status.page.evaluate("getComputedStyle(document.querySelector('dl')).display") == "grid"
         artefacts(status.page, "status-page-320")
         assert_none(phone.problems() + status.problems(), "the browser reported")
+    finally:
+        context.close()
+
+
+def test_feed_close_codes(server, chromium):
+    """The close codes the server sends rarely, forced on the page's side of the real feed
+    (Playwright's WebSocket route, forwarding to the server): 1013 resumes after the last
+    seq, 1008 "re-list" lists again and follows without since, 1008 for the token stops."""
+    from playwright.sync_api import expect
+
+    connections: list[dict] = []
+
+    def route(ws) -> None:
+        upstream = ws.connect_to_server()
+        entry = {"url": ws.url, "hello": None, "ws": ws}
+        connections.append(entry)
+
+        def from_page(message) -> None:
+            if entry["hello"] is None:
+                entry["hello"] = json.loads(message)
+            upstream.send(message)
+
+        ws.on_message(from_page)  # server -> page is still forwarded by Playwright
+
+    context = chromium.new_context()
+    try:
+        context.route_web_socket(re.compile(r"/users/watch"), route)
+        watched = open_console(context, server.url, "close codes")
+        page = watched.page
+        assert connections and "since" not in connections[0]["hello"], connections
+        assert connections[0]["hello"]["token"] == TOKEN
+        username = "close." + secrets.token_hex(3)
+        harness.http("POST", server.url + "/users", {"name": "Close Codes", "username": username,
+                                                      "email": f"{username}@example.com"},
+                     headers={"Authorization": f"Bearer {TOKEN}"})
+        expect(row(page, username)).to_have_count(1)
+
+        # 1013: reconnect after a backoff and resume after the last seq received.
+        before = len(connections)
+        connections[-1]["ws"].close(code=1013, reason="fell too far behind; reconnect and resume")
+        expect(page.locator("#live-text")).to_have_text(re.compile("reconnecting"))
+        expect(page.locator("#live-text")).to_have_text("live")
+        resumed = connections[before]
+        assert isinstance(resumed["hello"].get("since"), int) and resumed["hello"]["since"] >= 1, resumed
+        assert f"since={resumed['hello']['since']}" in resumed["url"], resumed
+
+        # 1008 "re-list": the list is fetched again and the feed followed without since.
+        before = len(connections)
+        with page.expect_request(lambda r: r.method == "GET" and "/users?" in r.url):
+            connections[-1]["ws"].close(code=1008, reason="events no longer kept: re-list")
+        expect(page.locator("#live-text")).to_have_text("live")
+        assert "since" not in connections[before]["hello"], connections[before]
+        expect(row(page, username)).to_have_count(1)
+
+        # 1008 for the token: offline, said next to the token field, no reconnect.
+        before = len(connections)
+        connections[-1]["ws"].close(code=1008, reason="invalid token")
+        expect(page.locator("#live-text")).to_contain_text("offline")
+        expect(page.locator("#token-error")).to_contain_text("refused")
+        page.wait_for_timeout(2500)  # longer than the first backoff step
+        assert len(connections) == before, "the console reconnected after the token was refused"
+        assert_none(watched.problems(), "the browser reported")
     finally:
         context.close()
 

@@ -41,7 +41,7 @@
     listStatus: $("list-status"),
     usersHeading: $("users-heading"),
     tbody: $("users-body"),
-    empty: $("users-empty"),
+    listCount: $("list-count"),
     firstPage: $("first-page"),
     nextPage: $("next-page"),
     newSince: $("new-since"),
@@ -214,6 +214,7 @@
     if (state.loading) state.loading.abort();
     state.rows = [];
     state.nextUrl = null;
+    state.pageUrl = null;
     state.newSince.clear();
     cancelEdit();
     render();
@@ -260,9 +261,7 @@
       for (const user of state.rows) state.newSince.delete(user.id);
       render();
       renderNewSince();
-      const count = state.rows.length;
-      setStatus(el.listStatus, count === 0 ? "No users" + (state.q ? " match “" + state.q + "”." : " yet.")
-        : count + (count === 1 ? " user" : " users") + " on this page" + (state.nextUrl ? "; more on the next page." : "."));
+      setStatus(el.listStatus, "");
       if (focus) el.usersHeading.focus();
     } catch (error) {
       if (error.name === "AbortError") return;
@@ -288,8 +287,22 @@
     const fragment = document.createDocumentFragment();
     for (const user of state.rows) fragment.append(renderRow(user));
     el.tbody.replaceChildren(fragment);
-    el.empty.hidden = state.rows.length > 0 || !state.token;
+    renderCount();
+  }
+
+  // "N users on this page": kept current as live changes add and remove rows.
+  function renderCount() {
     el.nextPage.disabled = !state.nextUrl;
+    const count = state.rows.length;
+    if (!state.token || !state.pageUrl) {
+      el.listCount.textContent = "";
+    } else if (count === 0) {
+      el.listCount.textContent = state.q ? "No users match “" + state.q + "”." :
+        state.nextUrl ? "No users on this page." : "No users on this page; new ones appear here as they are created.";
+    } else {
+      el.listCount.textContent = count + (count === 1 ? " user" : " users") + " on this page" +
+        (state.q ? " matching “" + state.q + "”" : "") + (state.nextUrl ? "; more on the next page." : ".");
+    }
   }
 
   function renderRow(user) {
@@ -366,7 +379,7 @@
         state.rows.splice(index, 1);
         if (state.confirming === event.id) state.confirming = null;
         if (row) row.remove();
-        el.empty.hidden = state.rows.length > 0;
+        renderCount();
         if (hadFocus) el.usersHeading.focus();
       }
       if (state.newSince.delete(event.id)) renderNewSince();
@@ -391,7 +404,7 @@
         state.rows.splice(index, 1);
         const row = rowFor(user.id);
         if (row) row.remove();
-        el.empty.hidden = state.rows.length > 0;
+        renderCount();
       }
     } else if (state.newSince.has(user.id)) {
       state.newSince.set(user.id, user);
@@ -413,7 +426,7 @@
     if (lastPage && matchesSearch(user) && state.rows.length < state.limit) {
       state.rows.push(user);
       el.tbody.append(renderRow(user));
-      el.empty.hidden = true;
+      renderCount();
       flash(rowFor(user.id));
       return;
     }
@@ -422,7 +435,7 @@
       const params = new URLSearchParams({ limit: String(state.limit), after: state.rows[state.rows.length - 1].id });
       if (state.q) params.set("q", state.q);
       state.nextUrl = "/users?" + params.toString();
-      el.nextPage.disabled = false;
+      renderCount();
     }
     state.newSince.set(user.id, user);
     while (state.newSince.size > NEW_SINCE_MAX) state.newSince.delete(state.newSince.keys().next().value);
@@ -765,7 +778,7 @@
       const { data } = await api("GET", "/");
       if (!data || typeof data !== "object") return;
       const parts = ["instance: " + (data.instance || "unknown")];
-      if (data.version) parts.push("version " + data.version);
+      if (data.version && data.version !== "unknown") parts.push("version " + data.version);
       el.instance.textContent = parts.join(" · ");
     } catch (_) {
       el.instance.textContent = "instance: not answering";
