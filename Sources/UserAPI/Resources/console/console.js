@@ -517,7 +517,7 @@
     clearFieldErrors();
     try {
       const { headers, data } = await api("GET", "/users/" + encodeURIComponent(id));
-      state.editing = { id, etag: headers.get("ETag") };
+      state.editing = { id, etag: headers.get("ETag"), original: data };
       fillForm(data);
       setMode("edit", data);
       setStatus(el.formStatus, "Editing " + data.username + ": change the fields, then save.");
@@ -540,9 +540,19 @@
     setStatus(el.formStatus, editing ? "Saving…" : "Creating…");
     try {
       if (editing) {
+        // A merge patch of the fields changed; If-Match makes a change made meanwhile a 412.
+        const values = formValues();
+        const patch = {};
+        for (const field of USER_FIELDS) {
+          if (values[field] !== (editing.original[field] || "")) patch[field] = values[field];
+        }
+        if (Object.keys(patch).length === 0) {
+          setStatus(el.formStatus, "Nothing changed: edit a field, or cancel editing.");
+          return;
+        }
         const headers = { "Content-Type": "application/merge-patch+json" };
         if (editing.etag) headers["If-Match"] = editing.etag;
-        const { data } = await api("PATCH", "/users/" + encodeURIComponent(editing.id), { body: formValues(), headers });
+        const { data } = await api("PATCH", "/users/" + encodeURIComponent(editing.id), { body: patch, headers });
         cancelEdit();
         applyEvent({ type: "user.updated", id: data.id, user: data, own: true });
         setStatus(el.formStatus, "Saved " + data.username + ".", "ok");
@@ -566,7 +576,7 @@
         // Show the current version; the next save sends its ETag.
         try {
           const { headers, data } = await api("GET", "/users/" + encodeURIComponent(editing.id));
-          state.editing = { id: editing.id, etag: headers.get("ETag") };
+          state.editing = { id: editing.id, etag: headers.get("ETag"), original: data };
           fillForm(data);
           applyEvent({ type: "user.updated", id: data.id, user: data, own: true });
         } catch (_) {
