@@ -300,6 +300,8 @@ def test_two_pages_live(server, chromium, artefacts):
             if a.page.evaluate("document.activeElement.id") == "user-name":
                 break
         assert a.page.evaluate("document.activeElement.id") == "user-name", "Tab never reached the create form"
+        outline = a.page.evaluate("(s => s.outlineStyle + ' ' + s.outlineWidth)(getComputedStyle(document.activeElement))")
+        assert not outline.startswith("none") and not outline.endswith(" 0px"), f"no visible focus: outline {outline}"
         a.page.keyboard.type("Ada Lovelace")
         a.page.keyboard.press("Tab")
         a.page.keyboard.type("ada")
