@@ -14,8 +14,8 @@ drill-tools:
 drill-binaries: drill-tools
 	VERSION=$(VERSION) IMAGE=$(IMAGE) TAG=$(TAG) scripts/drills/binaries.sh
 
-drills: drill-binaries ## All six drills (rolling update, crash, database restart and freeze, SQLite recreate, overload) with a result table
+drills: drill-binaries ## All seven drills (rolling update, crash, database restart and freeze, SQLite recreate, overload, feed watchers across a rollout) with a result table
 	$(DRILLS_ENV) scripts/with-postgres.sh $(DRILLS_PY) scripts/drills/drills.py $(DRILLS_ARGS)
 
-test-drills: drill-binaries ## Short drills for CI: rolling update under load, database restart and freeze
+test-drills: drill-binaries ## Short drills for CI: rolling update under load, database restart and freeze, feed watchers across a rollout
 	$(DRILLS_ENV) $(PYTEST) -m drills

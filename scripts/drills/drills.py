@@ -7,7 +7,7 @@ the chart's readiness probe). Settings (drain delay, shutdown timeout, probe
 path and timing, grace period, minReadySeconds, surge, memory limit) come
 from the rendered Helm chart, so the drills test what would ship.
 
-  drills.py [--short] [--only rolling,crash,database,freeze,sqlite,overload]
+  drills.py [--short] [--only rolling,crash,database,freeze,sqlite,overload,feed]
 
 Each drill prints what it does and a result row; the run ends with a table,
 writes JSON and Markdown to bench/results/, and exits non-zero when an
@@ -27,11 +27,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
+from http.client import HTTPConnection
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import feed  # noqa: E402
 from cluster import ROOT, Balancer, ChartSettings, Replica, kill_all, stop_all, version_of, workdir  # noqa: E402
-from harness import Postgres, http  # noqa: E402
+from harness import Postgres, http, wait_for  # noqa: E402
 from load import Load, verify_acknowledged  # noqa: E402
 
 PG_VALUES = {
@@ -234,6 +237,135 @@ def database_outage(args, pg: Postgres, binary: str, freeze: bool) -> Drill:
     return d
 
 
+def feed_rollout(args, pg: Postgres, binary: str) -> Drill:
+    """Watchers of GET /users/events follow the feed through HAProxy while two replicas on
+    one PostgreSQL are replaced one by one (as the rolling drill does) and writes go on.
+    Each watcher resumes with Last-Event-ID whenever its stream ends; at the end every one
+    must hold exactly the events of a reference read from seq 0, once each and in order,
+    and those must be the events of the acknowledged writes. Before the writes, the
+    replicas' RSS with the watchers connected, against before, gives the memory an idle
+    watcher costs. Both sides run `binary`: the feed is new, so the old release has none."""
+    d = Drill("feed rollout")
+    s = ChartSettings.render(PG_VALUES)
+    n = args.feed_watchers
+    work, token = workdir(), os.urandom(12).hex()
+    url = pg.fresh_database()
+    lb = Balancer(s, slots=4, workdir=work)
+    olds = launch(lb, s, binary, ["feed-a", "feed-b"], url, token, work)
+    watchers: list[feed.Watcher] = []
+
+    def watched(replicas: list[Replica]) -> int:
+        """userapi_feed_watchers summed over `replicas`; fails at once when a watcher gave up."""
+        if failed := [w for w in watchers if w.fatal]:
+            raise RuntimeError(f"{len(failed)} watchers gave up, e.g. {failed[0].fatal}")
+        return int(sum(feed.feed_watchers(r.probe_url + "/metrics") for r in replicas))
+
+    # One stream per replica first, held open, so the baseline already has the feed's code
+    # paths paged in and its metrics registered: the delta is what each further watcher costs.
+    warm = []
+    for r in olds:
+        conn = HTTPConnection("127.0.0.1", r.port, timeout=30)
+        conn.request("GET", "/users/events", headers={"Authorization": f"Bearer {token}"})
+        response = conn.getresponse()
+        d.expect(response.status == 200, f"GET /users/events on {r.name}: {response.status}")
+        response.readline()
+        warm.append(conn)
+    wait_for("the warm-up streams counted", lambda: watched(olds) == len(olds), interval=0.1)
+    rss_idle = sum(r.rss_bytes() for r in olds)
+    stop_name = feed.stop_username()
+    watchers = [feed.Watcher(lb.url, token, stop_name, since=0, name=f"watcher-{i}").start() for i in range(n)]
+    wait_for(f"{n} watchers streaming", lambda: watched(olds) == n + len(olds)
+             and all(w.streams_opened.is_set() for w in watchers), interval=0.1, process=[r.process for r in olds])
+    per_watcher = (sum(r.rss_bytes() for r in olds) - rss_idle) / n
+    split = ", ".join(f"{r.name} {watched([r]) - 1}" for r in olds)  # less the warm-up stream
+    for conn in warm:
+        conn.close()
+    d.say(f"{n} SSE watchers through haproxy {lb.url} ({split}): "
+          f"idle RSS {per_watcher / 1024:.1f} KiB per watcher ({rss_idle / 2**20:.1f} MiB for both replicas before)")
+    d.row["idle_kib_per_watcher"] = round(per_watcher / 1024, 1)
+    # A pod at events.max_watchers idle watchers must stay within the chart's memory limit.
+    cap = int(m.group(1)) if (m := re.search(r"max_watchers:\s*(\d+)", s.config_yaml)) else 1000
+    at_cap = rss_idle / len(olds) + cap * per_watcher
+    d.expect(at_cap < s.memory_limit, f"{cap} idle watchers (events.max_watchers) would take a pod to "
+             f"{at_cap / 2**20:.0f} MiB, over the chart's memory limit ({s.memory_limit >> 20} MiB)")
+
+    writer = feed.Writer(lb.url, token, rate=args.feed_rate).start()
+    wait_for("writes acknowledged before the rollout", lambda: writer.acknowledged_count() >= 20,
+             process=[r.process for r in olds])
+    live, news = list(olds), []
+    for i, old in enumerate(olds):
+        new = launch(lb, s, binary, [f"feed-new-{i}"], url, token, work)[0]
+        time.sleep(s.min_ready_seconds)  # the Deployment counts it available only after this
+        news.append(new)
+        live.append(new)
+        old.signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        threading.Timer(args.propagation, lb.remove, args=(old,)).start()
+        live.remove(old)
+        # The old pod ends its streams; each watcher resumes on a replica that stays.
+        wait_for(f"all {n} watchers streaming again without {old.name}", lambda: watched(live) >= n,
+                 interval=0.05, process=[r.process for r in live])
+        resumed = time.monotonic() - t0
+        code = old.wait_exit(s.grace_period - resumed)
+        if code is None:
+            old.signal(signal.SIGKILL)
+            d.expect(False, f"{old.name} outlived the grace period ({s.grace_period:g}s) and was killed")
+        else:
+            d.expect(code == 0, f"{old.name} exited {code}, not 0")
+        d.say(f"replaced {old.name} by {new.name}: all {n} watchers streaming again {resumed:.1f}s after its SIGTERM "
+              f"({', '.join(f'{r.name} {watched([r])}' for r in live)}); old exited {code} after {time.monotonic() - t0:.1f}s")
+        old.stop_now()
+    more = writer.acknowledged_count() + 20
+    wait_for("writes acknowledged after the rollout", lambda: writer.acknowledged_count() >= more,
+             process=[r.process for r in live])
+    writes = writer.stop()
+    status, end_user = feed.create_user(lb.url, token, stop_name)
+    d.expect(status == 201, f"the last write (POST /users {stop_name}) answered {status}")
+    try:
+        wait_for("every watcher received the last write's event",
+                 lambda: all(w.done.is_set() for w in watchers), interval=0.2, process=[r.process for r in live])
+    except TimeoutError as exc:
+        d.expect(False, str(exc))
+    reference = feed.Watcher(news[0].url, token, stop_name, since=0, name="reference").start()
+    reference.join(timeout=60)
+    d.expect(reference.done.is_set() and not reference.fatal and reference.outcomes == {"stream": 1},
+             f"the reference read (since 0, straight to {news[0].name}): {dict(reference.outcomes)} {reference.fatal or ''}")
+    feed.stop_all()
+
+    events = reference.events
+    stop_event = ("user.created", (end_user or {}).get("id", "?"))
+    d.expect(bool(events) and events[-1].change == stop_event, "the reference read does not end with the last write")
+    against_writes = feed.check_against_writes(events, writes, stop_event)
+    for problem in against_writes[:10]:
+        d.expect(False, problem)
+    wrong = {w.name: p for w in watchers if (p := feed.check_watcher(w.events, events))}
+    for name, problem in list(wrong.items())[:5]:
+        d.say(f"{name}: {problem}")
+    d.expect(not wrong, f"{len(wrong)} of {n} watchers did not get every event exactly once, in order")
+    d.expect(not any(w.problems for w in watchers), f"malformed events: {next((w.problems[0] for w in watchers if w.problems), '')}")
+    d.expect(not any(w.fatal for w in watchers), f"watchers gave up: {next((w.fatal for w in watchers if w.fatal), '')}")
+    outcomes = sum((w.outcomes for w in watchers), start=Counter())
+    resumed = sum(1 for w in watchers if w.outcomes["stream"] >= 2)
+    # Every watcher started on an old replica, and every old replica went away.
+    d.expect(resumed == n, f"only {resumed} of {n} watchers resumed after a stream ended")
+    d.expect(outcomes["stalled"] == 0 and outcomes["cut"] == 0,
+             f"streams stalled or broken instead of ended: {dict(outcomes)}")
+    refused = {k: v for k, v in outcomes.items() if k.startswith("status") or k == "conn-error"}
+    d.expect(not refused, f"reconnects refused: {refused} (a stream the feed ends must be resumable elsewhere at once)")
+    failed_writes = {k: v for k, v in writes.outcomes.items() if not k.endswith((" 200", " 201", " 204"))}
+    d.row.update({"sent": sum(writes.outcomes.values()), "ok": len(writes.acknowledged), "failed": failed_writes,
+                  "writes_verified": f"{len(writes.acknowledged) - sum(p.startswith('acknowledged') for p in against_writes)}"
+                                     f"/{len(writes.acknowledged)}",
+                  "notes": f"{n} watchers x {len(events)} events (seq {events[0].seq if events else '-'}..{events[-1].seq if events else '-'}), "
+                           f"{sum(w.outcomes['stream'] for w in watchers) - n} resumes, {len(wrong)} wrong; "
+                           f"idle {d.row['idle_kib_per_watcher']} KiB/watcher"})
+    d.say(f"{len(events)} events; watchers: {dict(outcomes)}; writes: {dict(writes.outcomes)}")
+    kill_all(news)
+    lb.stop()
+    shutil.rmtree(work, ignore_errors=True)
+    return d
+
+
 def sqlite_recreate(args, binary: str) -> Drill:
     d = Drill("sqlite recreate")
     s = ChartSettings.render(SQLITE_VALUES)
@@ -362,14 +494,15 @@ def table(drills: list[Drill]) -> str:
              "| --- | ---: | ---: | --- | --- | ---: | ---: | --- | --- |"]
     for d in drills:
         r = d.row
-        notes = "; ".join(str(r[k]) for k in ("versions", "outage_answers") if r.get(k))
+        notes = [str(r[k]) for k in ("versions", "outage_answers", "notes") if r.get(k)]
         if r.get("downtime_s") is not None:
-            notes += f"downtime window {r['downtime_s']} s"
+            notes.append(f"downtime window {r['downtime_s']} s")
         if r.get("peak_rss_mb") is not None:
-            notes += f"peak RSS {r['peak_rss_mb']} MiB"
+            notes.append(f"peak RSS {r['peak_rss_mb']} MiB")
         rec = f"{r['recovery_s']} s" if r.get("recovery_s") is not None else "–"
+        p99 = f"{r['p99_ms']} ms" if r.get("p99_ms") is not None else "–"
         lines.append(f"| {d.name} | {r.get('sent', 0)} | {r.get('ok', 0)} | {fmt_failed(r.get('failed', {}))} | "
-                     f"{r.get('writes_verified', '-')} | {r.get('p99_ms', '-')} ms | {rec} | {notes} | "
+                     f"{r.get('writes_verified', '-')} | {p99} | {rec} | {'; '.join(notes)} | "
                      f"{'pass' if not d.failures else 'FAIL'} |")
     return "\n".join(lines)
 
@@ -382,19 +515,22 @@ DRILLS = {
     "freeze": lambda args, pg: database_outage(args, pg, args.new_bin, freeze=True),
     "sqlite": lambda args, pg: sqlite_recreate(args, args.new_bin),
     "overload": lambda args, pg: overload(args, args.new_bin),
+    "feed": lambda args, pg: feed_rollout(args, pg, args.new_bin),
 }
-SHORT = ["rolling", "database", "freeze"]
+SHORT = ["rolling", "database", "freeze", "feed"]
 
 
 def cleanup() -> None:
     """Ends the load and every process a drill left behind (one that failed half-way)."""
     Load.stop_all()
+    feed.stop_all()
     stop_all()
 
 
 def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--short", action="store_true", help="CI version: rolling update, database restart and freeze, shorter")
+    parser.add_argument("--short", action="store_true",
+                        help="CI version: rolling update, database restart and freeze, feed rollout; shorter")
     parser.add_argument("--only", default="", help="comma-separated drills: " + ",".join(DRILLS))
     parser.add_argument("--old-bin", default=os.environ.get("USERAPI_BIN_OLD"))
     parser.add_argument("--new-bin", default=os.environ.get("USERAPI_BIN_NEW"))
@@ -402,7 +538,11 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--propagation", type=float, default=1.0,
                         help="seconds until proxies stop routing to a terminating pod (endpoint propagation)")
+    parser.add_argument("--feed-watchers", type=int, help="SSE watchers of the feed drill (default 100, --short 20)")
+    parser.add_argument("--feed-rate", type=float, help="changes per second during the feed drill (default 40, --short 20)")
     args = parser.parse_args(argv)
+    args.feed_watchers = args.feed_watchers or (20 if args.short else 100)
+    args.feed_rate = args.feed_rate or (20.0 if args.short else 40.0)
     args.warmup, args.cooldown = (2.0, 1.0) if args.short else (5.0, 3.0)
     args.outage = 5.0 if args.short else 8.0
     args.overload_clients, args.overload_seconds = 2000, 10
@@ -421,7 +561,7 @@ def main() -> int:
         print("drills: set USERAPI_BIN_OLD and USERAPI_BIN_NEW (make drills does)", file=sys.stderr)
         return 2
     pg = Postgres.from_env()
-    if pg is None and set(args.chosen) & {"rolling", "crash", "database", "freeze"}:
+    if pg is None and set(args.chosen) & {"rolling", "crash", "database", "freeze", "feed"}:
         print("drills: USERAPI_TEST_POSTGRES_URL not set; run through scripts/with-postgres.sh", file=sys.stderr)
         return 2
     print(f"drills: {', '.join(args.chosen)}; old {args.old_bin} ({version_of(args.old_bin)}), "
