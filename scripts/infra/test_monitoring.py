@@ -8,7 +8,9 @@ the dashboard's structure, every alert's annotations and runbook link.
 Live: Debian's Prometheus (scraping every second, the rules loaded) scrapes
 two real userapi processes (userapi_bin) on loopback, one on SQLite and one
 on the throwaway PostgreSQL, which is stopped for a while to get real 5xx,
-storage errors and failing readiness. After the traffic, each PromQL
+storage errors, failing readiness and refused feed watchers; on SQLite a
+feed watcher catches up, then is dropped for falling behind. After the
+traffic, each PromQL
 expression of the dashboard and the rules (alerts with `bool` comparisons,
 see promql.py) must return data, and every userapi_*/http_*/process_* metric
 it names must be exported. Expressions only kube-state-metrics can feed are
@@ -27,7 +29,9 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from http.client import HTTPConnection
 from pathlib import Path
 
 import pytest
@@ -212,7 +216,8 @@ def test_dashboard_structure():
 @pytest.mark.parametrize("metric", ["http_requests_total", "http_request_duration_seconds_bucket",
                                     "userapi_storage_operation_duration_seconds_bucket", "userapi_storage_errors_total",
                                     "userapi_db_pool_connections_in_use", "process_resident_memory_bytes",
-                                    "process_cpu_seconds_total", "userapi_build_info"])
+                                    "process_cpu_seconds_total", "userapi_build_info", "userapi_feed_watchers",
+                                    "userapi_feed_events_sent_total", "userapi_feed_watchers_dropped_total"])
 def test_dashboard_shows(metric):
     assert metric in " ".join(e for s, (e, _) in EXPRESSIONS.items() if s.startswith("panel:"))
 
@@ -334,6 +339,40 @@ def generate_traffic(base: str, token: str, tag: str) -> dict[int, int]:
     return counts
 
 
+def drop_a_slow_watcher(base: str, token: str, tag: str) -> None:
+    """A feed watcher (GET /users/events?since=0) gets the events so far, then, once a
+    heartbeat says it has caught up, bursts of concurrent creates until the server drops it
+    for falling more than events.max_lag (1 here) behind: a burst committed between two
+    reads of the feed is one batch. Feeds userapi_feed_* (sent, watchers, dropped too_slow)."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    conn = HTTPConnection(host, int(port), timeout=30)
+    conn.request("GET", "/users/events?since=0", headers={"Authorization": f"Bearer {token}"})
+    stream = conn.getresponse()
+    assert stream.status == 200, f"GET /users/events: {stream.status}"
+    bursts = iter(range(1000))
+
+    def create(i: int) -> None:
+        http("POST", base + "/users", {"name": "Feed", "username": f"{tag}f{i}", "email": f"{tag}f{i}@example.test"},
+             {"Authorization": f"Bearer {token}"})
+
+    def dropped() -> bool:
+        """Reads up to the next heartbeat (then sends a burst: False) or to the end of the stream."""
+        while line := stream.readline():
+            if line.startswith(b": disconnected"):
+                return True
+            if line.startswith(b": heartbeat"):
+                n = next(bursts)
+                with ThreadPoolExecutor(8) as pool:
+                    list(pool.map(create, range(n * 8, n * 8 + 8)))
+                return False
+        raise RuntimeError("the feed stream ended without dropping the watcher")
+
+    try:
+        wait_for("a feed watcher dropped as too slow", dropped, interval=0)
+    finally:
+        conn.close()
+
+
 @pytest.fixture(scope="module")
 def live(tools, start_userapi, postgres, tmp_path_factory):
     prometheus = tools.prometheus
@@ -344,8 +383,10 @@ def live(tools, start_userapi, postgres, tmp_path_factory):
     env |= {"AUTH_TOKENS": token, "ENV_FILE": str(tmp / "empty.env")}
     common = ["--log-format", "json", "--set", "log.access=false", "--set", "shutdown.drain_delay=0s"]
     servers = {
+        # A lag of 1 and a 1 s heartbeat so that drop_a_slow_watcher gets its drop at once.
         "sqlite": start_userapi("userapi-sqlite", *common, "--database-url", f"sqlite:{tmp}/live.sqlite",
-                                "--set", "instance.name=live-sqlite", env=env),
+                                "--set", "instance.name=live-sqlite", "--set", "events.max_lag=1",
+                                "--set", "events.heartbeat=1s", env=env),
         "postgres": start_userapi("userapi-postgres", *common, "--database-url", postgres.fresh_database(),
                                   "--set", "instance.name=live-postgres", env=env),
     }
@@ -370,6 +411,7 @@ def live(tools, start_userapi, postgres, tmp_path_factory):
         # Traffic on both instances, then a PostgreSQL outage for real 5xx, storage
         # "unavailable" errors and failing readiness.
         counts = {k: generate_traffic(s.url, token, f"live{k[:2]}") for k, s in servers.items()}
+        drop_a_slow_watcher(servers["sqlite"].url, token, "livefeed")
         postgres.stop("immediate")
         stopped = True
         outage: dict[int, int] = {}
@@ -380,7 +422,9 @@ def live(tools, start_userapi, postgres, tmp_path_factory):
             with lock:
                 outage[status] = outage.get(status, 0) + 1
 
-        threads = [threading.Thread(target=during_outage, args=(p,)) for p in ["/users"] * 6 + ["/readyz"] * 4]
+        # A feed watcher cannot start without the database either: 503 (refused watchers).
+        paths = ["/users"] * 6 + ["/readyz"] * 4 + ["/users/events"] * 2
+        threads = [threading.Thread(target=during_outage, args=(p,)) for p in paths]
         threads.append(threading.Thread(target=during_outage, args=("/users", "POST", {"name": "X", "username": "outage", "email": "o@example.test"})))
         for t in threads:
             t.start()
