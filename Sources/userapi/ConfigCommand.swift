@@ -8,7 +8,7 @@ struct ConfigCommand: AsyncParsableCommand {
 
     @OptionGroup var flags: ConfigFlags
 
-    @Option(help: "Output format: table, json or markdown (the README's reference table).")
+    @Option(help: "Output format: table, json or markdown (the table in docs/configuration.md).")
     var format: ConfigReport.Format = .table
 
     func run() async throws {

@@ -9,13 +9,13 @@ let package = Package(
     name: "bench-baselines",
     platforms: [.macOS(.v15)],
     dependencies: [
-        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1")
     ],
     targets: [
         .executableTarget(
             name: "hummingbird-fixed-200",
             dependencies: [.product(name: "Hummingbird", package: "hummingbird")]
-        ),
+        )
     ],
     swiftLanguageModes: [.v6]
 )

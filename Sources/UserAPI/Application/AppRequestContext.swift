@@ -1,9 +1,12 @@
 import Hummingbird
+import HummingbirdWebSocket
 import NIOCore
 
 /// Per-request state shared by middleware and handlers.
-public struct AppRequestContext: RequestContext, RemoteAddressRequestContext {
+public struct AppRequestContext: RequestContext, RemoteAddressRequestContext, WebSocketRequestContext {
     public var coreContext: CoreRequestContextStorage
+    /// The WebSocket handler a `/users/watch` upgrade hands over to.
+    public let webSocket = WebSocketHandlerReference<AppRequestContext>()
     /// The `X-Request-ID` echoed on the response and written to every log line.
     public var requestID: String = ""
     public let remoteAddress: SocketAddress?

@@ -7,6 +7,7 @@ public final class AppState: Sendable {
     public let startedAt = ContinuousClock.now
     private let draining = Atomic<Bool>(false)
     private let boundPort = Atomic<Int>(0)
+    private let drainHooks = Mutex<[@Sendable () -> Void]>([])
 
     public init() {}
 
@@ -18,7 +19,19 @@ public final class AppState: Sendable {
 
     public var isDraining: Bool { draining.load(ordering: .relaxed) }
 
-    public func beginDraining() { draining.store(true, ordering: .relaxed) }
+    /// Readiness turns 503; the server keeps serving for the drain delay.
+    public func beginDraining() {
+        draining.store(true, ordering: .relaxed)
+    }
+
+    /// The drain delay is over (load balancers have stopped sending new
+    /// connections here): whatever asked to know runs, e.g. the feed ends
+    /// its streams so watchers resume on another replica.
+    public func drainDelayOver() {
+        for hook in drainHooks.withLock({ $0 }) { hook() }
+    }
+
+    func onDrainDelayOver(_ hook: @escaping @Sendable () -> Void) { drainHooks.withLock { $0.append(hook) } }
 
     public var uptime: Duration { .now - startedAt }
 }
@@ -34,4 +47,5 @@ struct AppDependencies: Sendable {
     /// API requests being served, against `http.max_in_flight`.
     let inFlight: InFlightRequests
     let health: HealthHandlers
+    let feed: EventFeed
 }

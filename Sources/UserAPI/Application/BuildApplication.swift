@@ -16,13 +16,15 @@ public func buildApplication(_ config: AppConfig, logger: Logger) async throws -
         plainTokens: config.auth.tokens, filePath: config.auth.tokensFile,
         reloadInterval: config.auth.reloadInterval, logger: logger)
     if tokens.tokens.isEmpty {
+        let refused = config.auth.protectReads ? "every read and write of users" : "every write"
         logger.warning(
-            "auth: no API token configured; every write will be refused with 401 until AUTH_TOKENS or auth.tokens_file is set")
+            "auth: no API token configured; \(refused) will be refused with 401 until AUTH_TOKENS or auth.tokens_file is set")
     }
     let backend = try await StoreFactory.make(config, logger: logger, metrics: metrics)
     let store: any UserStore =
         metrics.map { InstrumentedUserStore(base: backend, metrics: $0, tracing: config.tracing.enabled) } ?? backend
     metrics?.declareStorageErrors(backend: backend.backend)
+    metrics?.declareFeed()
 
     let auth = Authenticator(
         tokens: tokens, protectReads: config.auth.protectReads, failuresPerMinute: config.auth.failureLimit,
@@ -35,12 +37,14 @@ public func buildApplication(_ config: AppConfig, logger: Logger) async throws -
             .init(name: "capacity", check: { if inFlight.isFull { throw InFlightRequests.Full() } }),
         ],
         showsDetails: { auth.showsDetails($0) })
+    let feed = EventFeed(store: store, settings: config.events, metrics: metrics, logger: logger)
+    state.onDrainDelayOver { feed.close() }
     let deps = AppDependencies(
         config: config, store: store, tokens: tokens, auth: auth, metrics: metrics, state: state,
-        inFlight: inFlight, health: health)
+        inFlight: inFlight, health: health, feed: feed)
     let router = buildRouter(deps, routes: Route.served(management: false, config: config), logger: logger)
 
-    var services: [any Service] = [tokens, StorageService(store: backend), HeapTrimService()]
+    var services: [any Service] = [tokens, StorageService(store: backend), feed, HeapTrimService()]
     if config.http.managementPort != 0 {
         let management = buildRouter(deps, routes: Route.served(management: true, config: config), logger: logger)
         services.append(ManagementServer.make(router: management, config: config, logger: logger))
@@ -52,9 +56,11 @@ public func buildApplication(_ config: AppConfig, logger: Logger) async throws -
                 backend, migrate: config.database.migrateOnStart, connectAttempts: config.database.connectAttempts,
                 logger: logger)
         }
+        feed.start()
     }
     return UserAPIApplication(
-        responder: router.buildResponder(), config: config, logger: logger, services: services,
+        responder: router.buildResponder(), webSocketResponder: buildWebSocketRouter(deps, logger: logger).buildResponder(),
+        config: config, logger: logger, services: services,
         prelude: [prelude], state: state, store: store, tokens: tokens, metrics: metrics)
 }
 

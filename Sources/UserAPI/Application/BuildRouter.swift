@@ -32,6 +32,21 @@ func buildRouter(_ deps: AppDependencies, routes: [Route], logger: Logger) -> Ro
     return router
 }
 
+/// The router that decides WebSocket upgrades (hummingbird-websocket asks it
+/// before switching protocols): `/users/watch`, behind the same request id,
+/// access log and metrics as every other request.
+func buildWebSocketRouter(_ deps: AppDependencies, logger: Logger) -> Router<AppRequestContext> {
+    let router = Router(context: AppRequestContext.self)
+    router.add(
+        middleware: RequestObservationMiddleware(
+            metrics: deps.metrics, accessLog: AccessLog(config: deps.config, logger: logger)))
+    let watch = WatchHandler(feed: deps.feed, auth: deps.auth)
+    router.ws(RouterPath(Route.watchUsers.path)) { inbound, outbound, context in
+        try await watch.handle(inbound: inbound, outbound: outbound, context: context)
+    }
+    return router
+}
+
 extension Route {
     typealias Handler = @Sendable (Request, AppRequestContext) async throws -> Response
 
@@ -60,6 +75,10 @@ private enum RouteHandlers {
         case .replaceUser: ReplaceUserHandler(deps: deps).handle
         case .patchUser: PatchUserHandler(deps: deps).handle
         case .deleteUser: DeleteUserHandler(deps: deps).handle
+        case .userEvents: UserEventsHandler(feed: deps.feed).handle
+        case .watchUsers: WatchWithoutUpgradeHandler().handle
+        case .console: ConsoleHandler().page
+        case .consoleAsset: ConsoleHandler().asset
         }
     }
 }

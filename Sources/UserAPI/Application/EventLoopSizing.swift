@@ -8,9 +8,7 @@ import NIOCore
 /// not the process's own CPU affinity (`taskset`, `numactl`, a parent that
 /// pinned itself). With more loops than CPUs they take turns on a core, and a
 /// request that arrives on the waiting loop waits for the other one's time
-/// slice: pinned to one core, two loops answered `/healthz` with a p99 of
-/// 7.9-9.5 ms, one loop with 5.1-5.3 ms (bench/README.md, "What was measured
-/// and changed").
+/// slice, which shows as a higher tail latency on a pinned core.
 /// NIO's own `NIO_SINGLETON_GROUP_LOOP_COUNT`, when set, wins.
 public enum EventLoopSizing {
     static let overrideVariable = "NIO_SINGLETON_GROUP_LOOP_COUNT"

@@ -5,9 +5,10 @@ import HTTPTypes
 /// its `Allow` header, the metrics' route label, and the OpenAPI document
 /// test all come from this list.
 public enum Route: CaseIterable, Sendable {
-    case status, version, openAPI
+    case status, version, openAPI, console, consoleAsset
     case healthz, readyz, metrics
     case listUsers, createUser, getUser, replaceUser, patchUser, deleteUser
+    case userEvents, watchUsers
 
     public var method: HTTPRequest.Method {
         switch self {
@@ -28,6 +29,10 @@ public enum Route: CaseIterable, Sendable {
         case .healthz: "/healthz"
         case .readyz: "/readyz"
         case .metrics: "/metrics"
+        case .console: "/console"
+        case .consoleAsset: "/console/{file}"
+        case .userEvents: "/users/events"
+        case .watchUsers: "/users/watch"
         case .listUsers, .createUser: "/users"
         case .getUser, .replaceUser, .patchUser, .deleteUser: "/users/{id}"
         }
@@ -49,8 +54,9 @@ public enum Route: CaseIterable, Sendable {
 
     public var access: Access {
         switch self {
-        case .status, .healthz, .readyz, .metrics: .open
-        case .version, .openAPI, .listUsers, .getUser: .read
+        // The console is static files; the WebSocket checks its token itself (browsers send it in a message).
+        case .status, .healthz, .readyz, .metrics, .console, .consoleAsset, .watchUsers: .open
+        case .version, .openAPI, .listUsers, .getUser, .userEvents: .read
         case .createUser, .replaceUser, .patchUser, .deleteUser: .write
         }
     }

@@ -80,7 +80,8 @@ struct DrainService: Service {
             "shutdown: readiness is now 503; still serving during the drain delay",
             metadata: ["drain_delay_s": "\(delay.seconds)"])
         try? await Task.sleep(for: delay)
-        logger.notice("shutdown: drain delay over; closing the listener and finishing in-flight requests")
+        logger.notice("shutdown: drain delay over; closing the listener, the feed's streams and finishing in-flight requests")
+        state.drainDelayOver()
     }
 }
 

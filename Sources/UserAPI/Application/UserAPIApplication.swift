@@ -1,5 +1,6 @@
 import Hummingbird
 import HummingbirdCore
+import HummingbirdWebSocket
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -25,7 +26,7 @@ public struct UserAPIApplication: ApplicationProtocol {
     public let metrics: AppMetrics?
 
     init(
-        responder: Responder, config: AppConfig, logger: Logger, services: [any Service],
+        responder: Responder, webSocketResponder: Responder, config: AppConfig, logger: Logger, services: [any Service],
         prelude: [@Sendable () async throws -> Void], state: AppState, store: any UserStore,
         tokens: TokenStore, metrics: AppMetrics?
     ) {
@@ -40,10 +41,15 @@ public struct UserAPIApplication: ApplicationProtocol {
             requestTimeout: .nanoseconds(Int64(config.http.requestTimeout.seconds * 1e9)),
             readTimeout: .nanoseconds(Int64(config.http.readTimeout.seconds * 1e9)))
         let clients = ConnectionsPerClient(limit: config.http.maxConnectionsPerClient)
-        let idleTimeout = config.http.idleTimeout
+        let configuration = HTTP1WebSocketUpgradeChannel.Configuration(
+            http1: .init(idleTimeout: .nanoseconds(Int64(config.http.idleTimeout.seconds * 1e9))),
+            // Pings keep idle watchers' connections open through proxies, as SSE heartbeats do.
+            ws: .init(maxFrameSize: 1 << 16, autoPing: .enabled(timePeriod: config.events.heartbeat)))
         self.server = HTTPServerBuilder { responder in
             HTTPServerChannel(
-                responder: responder, idleTimeout: idleTimeout, limits: limits, clients: clients, metrics: metrics)
+                http: HTTP1WebSocketUpgradeChannel(
+                    responder: responder, webSocketResponder: webSocketResponder, configuration: configuration),
+                limits: limits, clients: clients, metrics: metrics)
         }
         self.processesRunBeforeServerStart = prelude
         self.config = config

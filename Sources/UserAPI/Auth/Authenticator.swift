@@ -54,6 +54,21 @@ final class Authenticator: Sendable {
         }
     }
 
+    /// A token for the feed's WebSocket, which authenticates outside the
+    /// router: counted and limited like the router's failures.
+    func acceptsWatcher(_ token: some StringProtocol, client: String) -> Bool {
+        if limiter.blocked(client) != nil {
+            metrics?.authFailure(reason: "limited")
+            return false
+        }
+        guard tokens.tokens.accepts(token) else {
+            metrics?.authFailure(reason: "invalid")
+            limiter.recordFailure(client)
+            return false
+        }
+        return true
+    }
+
     /// Whether to show details (build, instance, checks) on the open routes:
     /// always when reads are public, else only to a valid token.
     func showsDetails(_ request: Request) -> Bool {

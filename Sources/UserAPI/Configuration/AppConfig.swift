@@ -119,6 +119,8 @@ public struct AppConfig: Sendable {
     public var metrics = Metrics()
     public var memory = Memory()
     public var tracing = Tracing()
+    /// The users feed (`GET /users/events`, `GET /users/watch`).
+    public var events = EventFeed.Settings()
     /// Host or pod name reported by `/` and in logs.
     public var instanceName = AppConfig.defaultInstanceName()
 

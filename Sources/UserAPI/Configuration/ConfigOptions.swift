@@ -1,6 +1,6 @@
 /// The table of configuration keys: one place that defines each key's parser,
 /// help text and whether it is secret. Loading, `userapi config` and the
-/// README's configuration table all come from it.
+/// table in docs/configuration.md all come from it.
 struct ConfigOption: Sendable {
     typealias Apply = @Sendable (inout AppConfig, String) throws(ConfigValueParser.Invalid) -> Void
     typealias Render = @Sendable (AppConfig) -> String?
@@ -108,7 +108,9 @@ extension ConfigOption {
         ConfigOption(
             "database.connect_attempts",
             help: "Tries to reach PostgreSQL at start, a second apart and each within connect_timeout, before exiting (74).",
-            apply: { c, v throws(ConfigValueParser.Invalid) in c.database.connectAttempts = try ConfigValueParser.int(v, in: 1...1000) },
+            apply: { c, v throws(ConfigValueParser.Invalid) in
+                c.database.connectAttempts = try ConfigValueParser.int(v, in: 1...1000)
+            },
             render: { "\($0.database.connectAttempts)" }),
         ConfigOption(
             "database.statement_timeout", help: "Abort a PostgreSQL statement (and answer 503) after this long.",
@@ -117,7 +119,8 @@ extension ConfigOption {
             },
             render: { seconds($0.database.statementTimeout) }),
         ConfigOption(
-            "database.acquire_timeout", help: "Longest wait for a PostgreSQL connection when all are in use, before answering 503.",
+            "database.acquire_timeout",
+            help: "Longest wait for a PostgreSQL connection when all are in use, before answering 503.",
             apply: { c, v throws(ConfigValueParser.Invalid) in
                 c.database.acquireTimeout = try ConfigValueParser.duration(v, in: 0.05...300)
             },
@@ -155,7 +158,8 @@ extension ConfigOption {
             },
             render: { "\($0.database.sqliteReaders)" }),
         ConfigOption(
-            "database.sqlite.check_on_start", help: "Run PRAGMA quick_check when opening the file; a damaged file stops the start (74).",
+            "database.sqlite.check_on_start",
+            help: "Run PRAGMA quick_check when opening the file; a damaged file stops the start (74).",
             apply: { c, v throws(ConfigValueParser.Invalid) in c.database.sqliteCheckOnStart = try ConfigValueParser.bool(v) },
             render: { "\($0.database.sqliteCheckOnStart)" }),
         ConfigOption(
@@ -169,7 +173,9 @@ extension ConfigOption {
             apply: { c, v throws(ConfigValueParser.Invalid) in c.auth.tokens = v },
             render: { $0.auth.tokens.map { _ in "REDACTED" } }),
         ConfigOption(
-            "auth.tokens_file", help: "File of tokens (one per line, sha256:<hex> for a digest, ro: in front for read-only); re-read when it changes.",
+            "auth.tokens_file",
+            help:
+                "File of tokens (one per line, sha256:<hex> for a digest, ro: in front for read-only); re-read when it changes.",
             apply: { c, v throws(ConfigValueParser.Invalid) in c.auth.tokensFile = try ConfigValueParser.nonEmpty(v) },
             render: { $0.auth.tokensFile }),
         ConfigOption(
@@ -178,8 +184,11 @@ extension ConfigOption {
             render: { "\($0.auth.protectReads)" }),
         ConfigOption(
             "auth.failure_limit",
-            help: "Failed authentications per client address and minute; past it the address gets 429 for the rest of the minute (0 = no limit).",
-            apply: { c, v throws(ConfigValueParser.Invalid) in c.auth.failureLimit = try ConfigValueParser.int(v, in: 0...1_000_000) },
+            help:
+                "Failed authentications per client address and minute; past it the address gets 429 for the rest of the minute (0 = no limit).",
+            apply: { c, v throws(ConfigValueParser.Invalid) in
+                c.auth.failureLimit = try ConfigValueParser.int(v, in: 0...1_000_000)
+            },
             render: { "\($0.auth.failureLimit)" }),
         ConfigOption(
             "auth.reload_interval", help: "How often the tokens file is checked for changes.",
@@ -187,6 +196,36 @@ extension ConfigOption {
                 c.auth.reloadInterval = try ConfigValueParser.duration(v, in: 0.1...3600)
             },
             render: { seconds($0.auth.reloadInterval) }),
+        ConfigOption(
+            "events.retention", help: "Keep feed events this long; a since older than what is kept gets 410.",
+            apply: { c, v throws(ConfigValueParser.Invalid) in
+                c.events.retention = try ConfigValueParser.duration(v, in: 60...(366 * 24 * 3600))
+            },
+            render: { seconds($0.events.retention) }),
+        ConfigOption(
+            "events.max_rows", help: "Keep at most this many feed events (the newest).",
+            apply: { c, v throws(ConfigValueParser.Invalid) in
+                c.events.maxRows = try ConfigValueParser.int(v, in: 100...100_000_000)
+            },
+            render: { "\($0.events.maxRows)" }),
+        ConfigOption(
+            "events.max_watchers", help: "Feed streams and WebSockets open at once; more get 503 (WebSocket close 1013).",
+            apply: { c, v throws(ConfigValueParser.Invalid) in
+                c.events.maxWatchers = try ConfigValueParser.int(v, in: 0...1_000_000)
+            },
+            render: { "\($0.events.maxWatchers)" }),
+        ConfigOption(
+            "events.max_lag",
+            help: "Events a live watcher may fall behind before it is disconnected (it resumes with its last seq).",
+            apply: { c, v throws(ConfigValueParser.Invalid) in c.events.maxLag = try ConfigValueParser.int(v, in: 1...1_000_000)
+            },
+            render: { "\($0.events.maxLag)" }),
+        ConfigOption(
+            "events.heartbeat", help: "Idle feed streams get a comment (SSE) or a ping (WebSocket) this often.",
+            apply: { c, v throws(ConfigValueParser.Invalid) in
+                c.events.heartbeat = try ConfigValueParser.duration(v, in: 1...300)
+            },
+            render: { seconds($0.events.heartbeat) }),
         ConfigOption(
             "log.level", help: "trace, debug, info, notice, warning, error or critical.",
             apply: { c, v throws(ConfigValueParser.Invalid) in c.log.level = try ConfigValueParser.logLevel(v) },

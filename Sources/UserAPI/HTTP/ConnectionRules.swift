@@ -27,6 +27,8 @@ final class RequestDeadlineHandler: ChannelInboundHandler, RemovableChannelHandl
     private let metrics: AppMetrics?
     private var context: ChannelHandlerContext?
     private var receiving = false
+    /// The connection became a WebSocket: its frames are not HTTP requests.
+    private var stopped = false
     private var deadline: Scheduled<Void>?
     private var pause: Scheduled<Void>?
 
@@ -43,6 +45,7 @@ final class RequestDeadlineHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !stopped else { return context.fireChannelRead(data) }
         if !receiving {
             receiving = true
             deadline = schedule(in: limits.requestTimeout, reason: "request_timeout")
@@ -61,6 +64,12 @@ final class RequestDeadlineHandler: ChannelInboundHandler, RemovableChannelHandl
     func requestReceived() {
         receiving = false
         cancelTimers()
+    }
+
+    /// The connection was upgraded (to a WebSocket): no more deadlines.
+    func stop() {
+        stopped = true
+        requestReceived()
     }
 
     private func cancelTimers() {
@@ -89,6 +98,7 @@ final class RequestDeadlineHandler: ChannelInboundHandler, RemovableChannelHandl
 /// - an error answered before the request body was read gets `Connection:
 ///   close`, and the connection closes instead of reading the rest of the body;
 /// - `Expect: 100-continue` is answered with 100 at once;
+/// - once the connection is upgraded (101, a WebSocket), it steps aside;
 /// - a request without exactly one `Host` (HTTP/1.1), or with a
 ///   `Transfer-Encoding` other than `chunked`, is refused with 400 and the
 ///   connection closed, as the HTTP parser refuses malformed requests: the
@@ -109,6 +119,8 @@ final class HTTP1RequestRules: ChannelDuplexHandler, RemovableChannelHandler {
     private var closing = false
     /// A refused request: everything after it is ignored.
     private var refused = false
+    /// Switched to another protocol (a WebSocket): everything passes untouched.
+    private var upgraded = false
 
     init(deadline: RequestDeadlineHandler, metrics: AppMetrics?) {
         self.deadline = deadline
@@ -116,6 +128,7 @@ final class HTTP1RequestRules: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !upgraded else { return context.fireChannelRead(data) }
         guard !refused else { return }
         switch unwrapInboundIn(data) {
         case .head(var head):
@@ -132,7 +145,8 @@ final class HTTP1RequestRules: ChannelDuplexHandler, RemovableChannelHandler {
             readingBody = true
             if head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
                 head.headers.remove(name: "Expect")
-                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+                context.writeAndFlush(
+                    wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
             }
             context.fireChannelRead(wrapInboundOut(.head(head)))
         case .body:
@@ -145,7 +159,12 @@ final class HTTP1RequestRules: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard !upgraded else { return context.write(data, promise: promise) }
         switch unwrapOutboundIn(data) {
+        case .head(let head) where head.status == .switchingProtocols:
+            upgraded = true
+            deadline.stop()
+            context.write(data, promise: promise)
         case .head(var head) where head.status.code >= 200:
             let earlyError = readingBody && head.status.code >= 400
             if earlyError || closeAfter.first == true {
@@ -194,9 +213,11 @@ final class HTTP1RequestRules: ChannelDuplexHandler, RemovableChannelHandler {
             ("Content-Type", Problem.contentType), ("Content-Length", "\(body.bytes.count)"), ("Connection", "close"),
             ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"),
         ])
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .badRequest, headers: headers))), promise: nil)
+        context.write(
+            wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .badRequest, headers: headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body.bytes)))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        context.close(promise: nil)
     }
 }
 

@@ -1,22 +1,21 @@
-// Hand-written: Hummingbird's HTTP1Channel adds extra handlers only after its HTTP-types codec, where the request's raw bytes and HTTP version are gone.
+// Hand-written: hummingbird-websocket's channel adds extra handlers only after its HTTP-types codec, where the request's raw bytes and HTTP version are gone.
 import HummingbirdCore
+import HummingbirdWebSocket
 import Logging
 import NIOCore
 import NIOHTTP1
-import NIOHTTPTypes
-import NIOHTTPTypesHTTP1
 
-/// Hummingbird's HTTP/1 connection set-up with the connection rules of
-/// `ConnectionRules.swift` in front of it: a deadline for each request, a
+/// hummingbird-websocket's HTTP/1 channel (Hummingbird's HTTP/1 set-up
+/// plus the WebSocket upgrade of `/users/watch`) with the connection rules
+/// of `ConnectionRules.swift` in front of it: a deadline for each request, a
 /// limit on connections per client, HTTP/1.0 and early-error connection
 /// closing, and refusal of requests whose framing cannot be trusted. Every
 /// request still goes to Hummingbird's router; these handlers know nothing
 /// about users.
-struct HTTPServerChannel: ServerChildChannel, HTTPChannelHandler {
-    typealias Value = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
+struct HTTPServerChannel: ServerChildChannel {
+    typealias Value = HTTP1WebSocketUpgradeChannel.Value
 
-    let responder: HTTPChannelHandler.Responder
-    let idleTimeout: Duration
+    let http: HTTP1WebSocketUpgradeChannel
     let limits: RequestLimits
     let clients: ConnectionsPerClient
     let metrics: AppMetrics?
@@ -26,31 +25,23 @@ struct HTTPServerChannel: ServerChildChannel, HTTPChannelHandler {
             metrics?.connectionClosed(reason: "per_client_limit")
             return channel.close().flatMapThrowing { throw ChannelError.ioOnClosedChannel }
         }
-        return channel.eventLoop.makeCompletedFuture {
-            let decoder = HTTP1Channel.Configuration.DecoderConfiguration()
-            var decoderLimits = NIOHTTPDecoderLimitConfiguration()
-            decoderLimits.maxHeaderFieldSize = decoder.maxHeaderFieldSize
-            decoderLimits.maxHeaderListSize = decoder.maxHeaderListSize
-            decoderLimits.maxHeaderFieldCount = decoder.maxHeaderFieldCount
-            let pipeline = channel.pipeline.syncOperations
-            let deadline = RequestDeadlineHandler(limits: limits, metrics: metrics)
-            try pipeline.addHandler(deadline)
-            try pipeline.configureHTTPServerPipeline(
-                withPipeliningAssistance: false,  // NIOAsyncChannel orders pipelined requests
-                withErrorHandling: false,  // Hummingbird's request loop answers parse errors
-                withOutboundHeaderValidation: false,  // swift-http-types validates fields
-                withEncoderConfiguration: .init(),
-                withDecoderLimitConfiguration: decoderLimits
-            )
-            try pipeline.addHandler(HTTP1RequestRules(deadline: deadline, metrics: metrics))
-            try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
-            try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: idleTimeout, logger: logger))
-            return try NIOAsyncChannel(
-                wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+        let deadline = RequestDeadlineHandler(limits: limits, metrics: metrics)
+        do {
+            try channel.pipeline.syncOperations.addHandler(deadline, position: .first)
+        } catch {
+            return channel.eventLoop.makeFailedFuture(error)
         }
+        return http.setup(channel: channel, logger: logger).assumeIsolated().flatMapThrowing { value in
+            // Right after NIO's HTTP/1 decoder, before the upgrade handler: every request passes it.
+            let pipeline = channel.pipeline.syncOperations
+            let upgrade = try pipeline.handler(
+                type: NIOTypedHTTPServerUpgradeHandler<HTTP1WebSocketUpgradeChannel.UpgradeResult>.self)
+            try pipeline.addHandler(HTTP1RequestRules(deadline: deadline, metrics: metrics), position: .before(upgrade))
+            return value
+        }.nonisolated()
     }
 
-    func handle(value asyncChannel: Value, logger: Logger) async {
-        await handleHTTP(asyncChannel: asyncChannel, logger: logger)
+    func handle(value: Value, logger: Logger) async {
+        await http.handle(value: value, logger: logger)
     }
 }

@@ -1,3 +1,4 @@
+// Hand-written: Foundation's JSON parsers accept duplicate keys and report one error without a position; requests here must be refused with both.
 /// A parsed JSON document, kept generic so validation can name every field
 /// that is missing, unknown or of the wrong type (a typed `Decodable` would
 /// stop at the first problem with a message meant for programmers).

@@ -1,3 +1,4 @@
+// Hand-written: Foundation's JSONEncoder reflects over Codable and allocates per value; responses here are a few fixed shapes built on every request.
 /// A minimal streaming JSON writer for the response shapes this service emits
 /// (users, problems, status). Responses are built on every request, so this
 /// avoids `JSONEncoder`'s reflection and intermediate allocations.
@@ -117,6 +118,13 @@ struct JSONWriter {
     mutating func raw(_ text: String) {
         separator()
         bytes.append(contentsOf: text.utf8)
+        needsComma = true
+    }
+
+    /// Writes `json` verbatim as a value; the caller guarantees it is valid JSON.
+    mutating func raw(_ json: [UInt8]) {
+        separator()
+        bytes.append(contentsOf: json)
         needsComma = true
     }
 

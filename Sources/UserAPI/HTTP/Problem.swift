@@ -106,6 +106,10 @@ extension Problem {
         return Problem(.unauthorized, type: "unauthorized", title: "Unauthorized", detail: detail, headers: headers)
     }
 
+    static func gone(_ detail: String) -> Problem {
+        Problem(.gone, type: "gone", title: "Gone", detail: detail)
+    }
+
     static func forbidden(_ detail: String) -> Problem {
         Problem(.forbidden, type: "forbidden", title: "Forbidden", detail: detail)
     }

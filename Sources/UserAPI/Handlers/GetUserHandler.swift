@@ -44,11 +44,13 @@ enum UserRoutes {
         func check(_ current: User) throws {
             guard EntityTags.ifMatch(ifMatch, current: current) else {
                 throw Problem.preconditionFailed(
-                    "If-Match \(ifMatch ?? "") does not match the current version \(current.etag); fetch the user again and retry.")
+                    "If-Match \(ifMatch ?? "") does not match the current version \(current.etag); fetch the user again and retry."
+                )
             }
             if EntityTags.noneMatchSatisfiedByCurrent(ifNoneMatch, current: current) {
                 throw Problem.preconditionFailed(
-                    "If-None-Match \(ifNoneMatch ?? "") matches the current version \(current.etag); the user exists and was not changed.")
+                    "If-None-Match \(ifNoneMatch ?? "") matches the current version \(current.etag); the user exists and was not changed."
+                )
             }
         }
     }

@@ -10,7 +10,8 @@ struct ListUsersHandler {
     static let defaultLimit = 50
     static let maxLimit = 500
     static let link = HTTPField.Name("Link")!
-    static let parameters = ["limit", "after", "username", "email"]
+    static let parameters = ["limit", "after", "username", "email", "q"]
+    static let maxSearchLength = 100
 
     func handle(_ request: Request, context: AppRequestContext) async throws -> Response {
         let params = request.uri.queryParameters
@@ -42,17 +43,23 @@ struct ListUsersHandler {
         }
         let username = params["username"].map { String($0).trimmingWhitespace().lowercased() }
         let email = params["email"].map { String($0).trimmingWhitespace() }
+        let search = params["q"].map { String($0).trimmingWhitespace().lowercased() }
+        if let search, search.isEmpty || search.unicodeScalars.count > Self.maxSearchLength {
+            throw Problem.badRequest(
+                "Invalid query parameters: q.",
+                errors: [FieldError(field: "q", message: "must be 1 to \(Self.maxSearchLength) characters")])
+        }
 
         let rows = try await deps.store.list(
-            UserListQuery(limit: limit + 1, after: after, username: username, email: email))
-        let page = Self.page(rows, limit: limit, username: username, email: email)
+            UserListQuery(limit: limit + 1, after: after, username: username, email: email, search: search))
+        let page = Self.page(rows, limit: limit, filters: [("username", username), ("email", email), ("q", search)])
         return Responses.json(page.body, headers: page.headers)
     }
 
     /// A page from the rows of a query for `limit + 1` users: the JSON array of
     /// the first `limit`, and its headers (`Link` when there are more, cache
     /// policy; not the content type).
-    static func page(_ rows: [User], limit: Int, username: String?, email: String?) -> (body: JSONWriter, headers: HTTPFields) {
+    static func page(_ rows: [User], limit: Int, filters: [(String, String?)]) -> (body: JSONWriter, headers: HTTPFields) {
         let page = rows.prefix(limit)
         var w = JSONWriter(capacity: 64 + page.count * 220)
         w.beginArray()
@@ -60,16 +67,15 @@ struct ListUsersHandler {
         w.endArray()
         var headers = HTTPFields()
         if rows.count > limit, let last = page.last {
-            headers[Self.link] = "<\(Self.nextURL(limit: limit, after: last.id, username: username, email: email))>; rel=\"next\""
+            headers[Self.link] = "<\(Self.nextURL(limit: limit, after: last.id, filters: filters))>; rel=\"next\""
         }
         headers[.cacheControl] = "no-store"
         return (w, headers)
     }
 
-    static func nextURL(limit: Int, after: String, username: String?, email: String?) -> String {
+    static func nextURL(limit: Int, after: String, filters: [(String, String?)]) -> String {
         var url = "/users?limit=\(limit)&after=\(after)"
-        if let username { url += "&username=" + percentEncoded(username) }
-        if let email { url += "&email=" + percentEncoded(email) }
+        for case (let name, let value?) in filters { url += "&\(name)=" + percentEncoded(value) }
         return url
     }
 

@@ -1,3 +1,4 @@
+// Hand-written: Foundation's ISO8601DateFormatter goes through locale machinery and allocates; every user in every answer carries two timestamps.
 import Foundation
 
 /// RFC 3339 timestamps in UTC with millisecond precision, e.g. `2026-11-22T10:15:30.123Z`.

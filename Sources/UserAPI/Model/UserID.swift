@@ -1,3 +1,4 @@
+// Hand-written: Foundation's UUID makes version 4 only; ids here are UUIDv7, so they sort in creation order.
 import Foundation
 import Synchronization
 

@@ -144,7 +144,9 @@ public enum UserValidation {
     /// one a letter or digit. Checked before lower-casing so look-alikes such
     /// as the Kelvin sign (which lower-cases to "k") cannot slip in.
     static func username(_ raw: String) throws(FieldRuleViolation) -> String {
-        let allowed = raw.utf8.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
+        let allowed = raw.utf8.allSatisfy {
+            isAlphanumeric($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-")
+        }
         guard usernameLength.contains(raw.utf8.count), allowed else {
             throw FieldRuleViolation(message: "must be 3 to 32 characters, each a letter a-z, a digit, '.', '_' or '-'")
         }

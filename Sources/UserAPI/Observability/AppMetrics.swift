@@ -83,6 +83,41 @@ public final class AppMetrics: Sendable {
         h.duration.record(duration)
     }
 
+    // MARK: Feed
+
+    /// The feed's series exist from the start (at 0), so `rate()` sees a pod's first drop.
+    func declareFeed() {
+        feedWatchers(0)
+        for transport in ["sse", "websocket"] { feedSent(0, transport: transport) }
+        for reason in ["too_slow", "expired"] { feedDropped(reason: reason, by: 0) }
+    }
+
+    func feedWatchers(_ delta: Int) {
+        let gauge = registry.makeGauge(
+            descriptor: .init(
+                metricName: "userapi_feed_watchers", unitName: "", helpText: "Feed streams and WebSockets open right now."),
+            labels: [])
+        if delta > 0 { gauge.increment(by: Double(delta)) } else { gauge.decrement(by: Double(-delta)) }
+    }
+
+    func feedSent(_ count: Int, transport: String) {
+        registry.makeCounter(
+            descriptor: .init(
+                metricName: "userapi_feed_events_sent", unitName: "total",
+                helpText: "Events sent to watchers, by transport (sse, websocket)."),
+            labels: [("transport", transport)]
+        ).increment(by: Int64(count))
+    }
+
+    func feedDropped(reason: String, by count: Int64 = 1) {
+        registry.makeCounter(
+            descriptor: .init(
+                metricName: "userapi_feed_watchers_dropped", unitName: "total",
+                helpText: "Watchers the server disconnected: too_slow (fell behind) or expired (events no longer kept)."),
+            labels: [("reason", reason)]
+        ).increment(by: count)
+    }
+
     /// A refused authentication, by reason: missing, invalid, read_only, limited.
     func authFailure(reason: String) {
         registry.makeCounter(
@@ -98,7 +133,9 @@ public final class AppMetrics: Sendable {
         registry.makeCounter(
             descriptor: .init(
                 metricName: "userapi_http_connections_closed", unitName: "total",
-                helpText: "Connections closed by the server: slow or stalled requests, per-client limit, invalid framing, early errors."),
+                helpText:
+                    "Connections closed by the server: slow or stalled requests, per-client limit, invalid framing, early errors."
+            ),
             labels: [("reason", reason)]
         ).increment()
     }

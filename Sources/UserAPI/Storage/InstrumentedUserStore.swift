@@ -61,6 +61,14 @@ struct InstrumentedUserStore: UserStore {
         try await measure("delete") { try await base.delete(id: id, check) }
     }
     func importUsers(_ users: [User]) async throws -> Int { try await base.importUsers(users) }
+    func events(after seq: Int64, limit: Int) async throws -> [UserEvent] {
+        try await measure("events") { try await base.events(after: seq, limit: limit) }
+    }
+    func eventBounds() async throws -> EventBounds { try await base.eventBounds() }
+    func pruneEvents(before cutoff: Int64, keep: Int) async throws -> Int {
+        try await base.pruneEvents(before: cutoff, keep: keep)
+    }
+    var changes: ChangeSignal { base.changes }
     func count() async throws -> Int { try await base.count() }
     func run() async throws { try await base.run() }
     func shutdown() async { await base.shutdown() }

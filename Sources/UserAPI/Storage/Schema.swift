@@ -49,15 +49,50 @@ enum Schema {
                 )
                 """
             ]
-        )
+        ),
+        Migration(
+            version: 2,
+            name: "events and search",
+            sqlite: [
+                // AUTOINCREMENT: a seq is never reused, even after the newest events are pruned.
+                """
+                CREATE TABLE events (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    type TEXT NOT NULL,
+                    user_id TEXT NOT NULL,
+                    user TEXT,
+                    at INTEGER NOT NULL
+                )
+                """,
+                "CREATE INDEX events_at ON events (at)",
+                "CREATE INDEX users_name_search ON users (lower(name))",
+            ],
+            postgres: [
+                """
+                CREATE TABLE events (
+                    seq bigint PRIMARY KEY,
+                    type text NOT NULL,
+                    user_id uuid NOT NULL,
+                    "user" text,
+                    at timestamptz NOT NULL
+                )
+                """,
+                "CREATE INDEX events_at ON events (at)",
+                // One row handing out seqs: its row lock orders commits, so seq order is commit order.
+                """
+                CREATE TABLE event_counter (
+                    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+                    seq bigint NOT NULL
+                )
+                """,
+                "INSERT INTO event_counter (seq) VALUES (0)",
+                // Prefix search compares bytes ("C"), so these indexes serve it.
+                #"CREATE INDEX users_name_search ON users ((lower(name)) COLLATE "C")"#,
+                #"CREATE INDEX users_username_search ON users (username COLLATE "C")"#,
+                #"CREATE INDEX users_email_search ON users (email_key COLLATE "C")"#,
+            ]
+        ),
     ]
 
     static var latestVersion: Int { migrations.last?.version ?? 0 }
-
-    /// Maps a unique-constraint name (or the column SQLite reports) to the API field.
-    static func field(forConstraint text: String) -> String? {
-        if text.contains("username") { return "username" }
-        if text.contains("email") { return "email" }
-        return nil
-    }
 }

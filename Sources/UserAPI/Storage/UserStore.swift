@@ -8,13 +8,19 @@ public struct UserListQuery: Sendable, Equatable {
     public var username: String?
     /// Case-insensitive exact match on the email address.
     public var email: String?
+    /// Lower-cased prefix of the name, the username or the email.
+    public var search: String?
 
-    public init(limit: Int, after: String? = nil, username: String? = nil, email: String? = nil) {
+    public init(limit: Int, after: String? = nil, username: String? = nil, email: String? = nil, search: String? = nil) {
         self.limit = limit
         self.after = after
         self.username = username
         self.email = email
+        self.search = search
     }
+
+    /// The prefix search as a range, `[search, search + U+10FFFF)`, in byte order.
+    var searchRange: (from: String, to: String)? { search.map { ($0, $0 + "\u{10FFFF}") } }
 }
 
 /// Where users live. Handlers only ever see this protocol; SQLite and
@@ -43,20 +49,36 @@ public protocol UserStore: Sendable {
 
     func get(id: String) async throws -> User?
 
-    /// Inserts `user`; throws `StoreError.conflict` naming the fields already taken.
+    /// Inserts `user`, with its `user.created` event; throws `StoreError.conflict` naming the fields already taken.
     func create(_ user: User) async throws -> User
 
     /// Reads the current user, hands it to `change` (which may throw to refuse,
     /// e.g. a failed `If-Match`), and writes `User.updated(with:)` of the
     /// result, unless someone changed the user in between: then it starts
-    /// over with the newer user. Unchanged fields leave the row untouched.
+    /// over with the newer user. Unchanged fields leave the row untouched;
+    /// a change records its `user.updated` event.
     func update(id: String, _ change: @escaping @Sendable (User) throws -> UserFields) async throws -> User
 
-    /// Deletes the user after `check` approved its current version.
+    /// Deletes the user after `check` approved its current version, with its `user.deleted` event.
     func delete(id: String, _ check: @escaping @Sendable (User) throws -> Void) async throws
+
+    /// Events after `seq`, oldest first, at most `limit`.
+    func events(after seq: Int64, limit: Int) async throws -> [UserEvent]
+
+    /// The oldest kept and the newest numbered event.
+    func eventBounds() async throws -> EventBounds
+
+    /// Deletes events before `cutoff` (milliseconds since the epoch) and all
+    /// but the newest `keep`; returns how many went.
+    func pruneEvents(before cutoff: Int64, keep: Int) async throws -> Int
+
+    /// Wakes the feed after commits that recorded events (in this process,
+    /// or, on PostgreSQL, in any replica).
+    var changes: ChangeSignal { get }
 
     /// Bulk import used by `userapi db copy`: inserts rows that are missing and
     /// overwrites older versions of rows that exist. Returns rows written.
+    /// Records no events: a copy is not a change of the users.
     func importUsers(_ users: [User]) async throws -> Int
 
     func count() async throws -> Int
@@ -88,6 +110,18 @@ public enum StoreError: Error, Sendable, Equatable {
     case overloaded
     /// The schema is older than this binary needs and migrations are off.
     case schemaOutdated(found: Int, required: Int)
+}
+
+extension StoreError: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .notFound: "no such user"
+        case .conflict(let fields): "already used by another user: \(fields.joined(separator: ", "))"
+        case .unavailable(let reason): reason
+        case .overloaded: "too many writes queued"
+        case .schemaOutdated(let found, let required): "the schema is at version \(found), this binary needs \(required)"
+        }
+    }
 }
 
 /// A user in the source of `db copy` whose username or email belongs to a

@@ -79,7 +79,8 @@ struct HTTPRulesTests {
                 let client = try SlowClient(port: port)
                 defer { client.close() }
                 try client.send(
-                    "GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+                    "GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                )
                 return client.readResponses(2).responses
             }
             #expect(two.count == 2 && !two.contains { $0.contains("Connection: close") }, "\(two)")
@@ -161,7 +162,9 @@ struct HTTPRulesTests {
             var closed = false
             let start = ContinuousClock.now
             while !closed, ContinuousClock.now - start < .seconds(120) {
-                closed = try await offPool { (try? slow.send("X-Trickle: 1\r\n")) == nil || slow.peerClosed(waiting: .milliseconds(200)) }
+                closed = try await offPool {
+                    (try? slow.send("X-Trickle: 1\r\n")) == nil || slow.peerClosed(waiting: .milliseconds(200))
+                }
             }
             #expect(closed, "the connection stayed open")
             let metrics = try await client.request(.get, "/metrics").text

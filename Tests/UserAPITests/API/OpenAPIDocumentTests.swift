@@ -51,7 +51,8 @@ struct OpenAPIDocumentTests {
             let operation = try #require(paths[path]?[method] as? [String: Any])
             let codes = Set((operation["responses"] as? [String: Any])?.keys.map { $0 } ?? [])
             #expect(
-                codes.isSuperset(of: ["400", "401", "403", "409", "413", "415", "422", "429", "503"]), "\(method) \(path): \(codes)")
+                codes.isSuperset(of: ["400", "401", "403", "409", "413", "415", "422", "429", "503"]),
+                "\(method) \(path): \(codes)")
         }
         let delete = try #require(paths["/users/{id}"]?["delete"] as? [String: Any])
         #expect(

@@ -93,7 +93,8 @@ struct TokenTests {
         try FileManager.default.createSymbolicLink(atPath: dir.file("..data"), withDestinationPath: "..v1")
         try FileManager.default.createSymbolicLink(atPath: dir.file("tokens"), withDestinationPath: "..data/tokens")
         let store = try TokenStore(
-            plainTokens: "from-config-0123456789", filePath: dir.file("tokens"), reloadInterval: .seconds(1), logger: TestEnv.logger)
+            plainTokens: "from-config-0123456789", filePath: dir.file("tokens"), reloadInterval: .seconds(1),
+            logger: TestEnv.logger)
         #expect(store.tokens.accepts("first-token-0123456789"))
         #expect(store.tokens.accepts("from-config-0123456789"))
         #expect(store.reload() == false)  // unchanged

@@ -86,7 +86,8 @@ struct JSONTests {
 struct NextURLTests {
     @Test("filter values are percent-encoded so they read back unchanged")
     func encodes() throws {
-        let url = ListUsersHandler.nextURL(limit: 5, after: "0193", username: "a b", email: "x+y&z=1#@example.com")
+        let url = ListUsersHandler.nextURL(
+            limit: 5, after: "0193", filters: [("username", "a b"), ("email", "x+y&z=1#@example.com"), ("q", nil)])
         #expect(url == "/users?limit=5&after=0193&username=a%20b&email=x%2By%26z%3D1%23@example.com")
         let components = try #require(URLComponents(string: url))
         #expect(components.queryItems?.first { $0.name == "email" }?.value == "x+y&z=1#@example.com")

@@ -10,7 +10,9 @@ import Testing
 struct HardeningProcessTests {
     static let token = "hardening-test-token-0123"
 
-    @Test("a slow-body attack from many sockets: one client cannot take every connection, slow requests are cut off, liveness answers within 1 s")
+    @Test(
+        "a slow-body attack from many sockets: one client cannot take every connection, slow requests are cut off, liveness answers within 1 s"
+    )
     func slowBodyAttack() async throws {
         let dir = TempDir()
         let management = try freePort()
@@ -27,7 +29,8 @@ struct HardeningProcessTests {
         for _ in 0..<300 {
             let socket = try SlowClient(port: server.port)
             try? socket.send(
-                "POST /users HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nAuthorization: Bearer \(Self.token)\r\nContent-Length: 10000\r\n\r\n{")
+                "POST /users HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nAuthorization: Bearer \(Self.token)\r\nContent-Length: 10000\r\n\r\n{"
+            )
             attackers.append(socket)
         }
         let trickling = Task.detached { [attackers] in
@@ -108,6 +111,7 @@ struct HardeningProcessTests {
         #expect(access.contains { $0.contains(#""token":"\#(TokenSet.id(of: Self.token))""#) }, "\(access)")
         #expect(access.contains { $0.contains(#""token":"\#(TokenSet.id(of: reader))""#) && $0.contains(#""status":403"#) })
         #expect(access.allSatisfy { $0.contains(#""client":"127.0.0.1""#) && $0.contains(#""user_agent":"#) })
-        #expect(server.log.contains { $0.contains(#""level":"notice""#) && $0.contains("invalid token") && $0.contains("127.0.0.1") })
+        #expect(
+            server.log.contains { $0.contains(#""level":"notice""#) && $0.contains("invalid token") && $0.contains("127.0.0.1") })
     }
 }

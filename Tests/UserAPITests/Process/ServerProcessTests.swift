@@ -208,7 +208,8 @@ struct ServerProcessTests {
         try client.send(
             "GET /users?limit=1 HTTP/1.1\r\nHost: t\r\nX-Request-ID: list-1\r\nAuthorization: Bearer \(Self.token)\r\n\r\n"
                 + "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Request-ID: probe-1\r\n\r\n"
-                + "GET /version HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer \(Self.token)\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\nX-Request-ID: probe-2\r\n\r\n")
+                + "GET /version HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer \(Self.token)\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\nX-Request-ID: probe-2\r\n\r\n"
+        )
         let (pipelined, _) = client.readResponses(4)
         #expect(pipelined.count == 4)
         #expect(pipelined.first?.hasSuffix("[]") == true, "the list first: \(pipelined.first ?? "")")

@@ -30,20 +30,18 @@ struct SQLiteWriterTests {
             let other = try DatabaseQueue(path: path)
             let locked = DispatchSemaphore(value: 0)
             let release = DispatchSemaphore(value: 0)
-            let holder = Task.detached {
-                try other.inDatabase { db in
-                    try db.execute(sql: "BEGIN IMMEDIATE")
-                    locked.signal()
-                    release.wait()
-                    try db.execute(sql: "COMMIT")
+            // On a thread of its own: it blocks while it holds the lock.
+            let holder = Task {
+                try await offPool {
+                    try other.inDatabase { db in
+                        try db.execute(sql: "BEGIN IMMEDIATE")
+                        locked.signal()
+                        release.wait()
+                        try db.execute(sql: "COMMIT")
+                    }
                 }
             }
-            await withCheckedContinuation { continuation in
-                DispatchQueue.global().async {
-                    locked.wait()
-                    continuation.resume()
-                }
-            }
+            try await offPool { locked.wait() }
             async let outcomes = withTaskGroup(of: (Int, Result<User, StoreError>).self) { group in
                 for i in 0..<queued {
                     group.addTask {

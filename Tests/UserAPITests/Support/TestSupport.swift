@@ -76,6 +76,9 @@ func testConfig(_ dir: TempDir, backend: Backend = .sqlite, tokens: String? = Te
         config.database.url = try await freshPostgresDatabase()
         // Tests run in parallel against one server (max_connections = 200).
         config.database.poolSize = 4
+        // Hundreds of concurrent calls queue for those 4 connections on a loaded machine:
+        // the wait is bounded only to turn a hang into a failure.
+        config.database.acquireTimeout = .seconds(120)
     }
     return config
 }

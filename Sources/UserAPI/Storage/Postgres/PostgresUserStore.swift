@@ -33,6 +33,9 @@ public final class PostgresUserStore: UserStore {
     /// After a connection-level failure, calls fail at once for a second
     /// instead of each waiting for a dead database.
     private let breaker = CircuitBreaker(openFor: .seconds(1))
+    public let changes = ChangeSignal()
+    /// The NOTIFY channel every write's event is announced on.
+    static let eventChannel = "userapi_events"
 
     /// Arbitrary constant naming the migration lock among all advisory locks.
     static let migrationLockKey: Int64 = 0x7573_6572_6170_6931
@@ -144,10 +147,12 @@ public final class PostgresUserStore: UserStore {
             } catch {
                 let cause = Self.describeConnectFailure(error)
                 guard attempt < attempts else {
-                    logger.error("postgres: cannot connect, giving up", metadata: ["attempts": "\(attempts)", "error": "\(cause)"])
+                    logger.error(
+                        "postgres: cannot connect, giving up", metadata: ["attempts": "\(attempts)", "error": "\(cause)"])
                     throw StoreError.unavailable(reason: "cannot connect to \(location) after \(attempts) attempts: \(cause)")
                 }
-                logger.warning("postgres: cannot connect yet, retrying", metadata: ["attempt": "\(attempt)", "error": "\(cause)"])
+                logger.warning(
+                    "postgres: cannot connect yet, retrying", metadata: ["attempt": "\(attempt)", "error": "\(cause)"])
                 try await Task.sleep(for: .seconds(1))
             }
         }
@@ -173,9 +178,7 @@ public final class PostgresUserStore: UserStore {
     {
         if breaker.isOpen { throw StoreError.unavailable(reason: "postgres failed a moment ago; failing fast") }
         do {
-            // Every connection is leased: wait for one only so long (the race costs a task, so only then).
-            guard pool.inUse >= maxConnections else { return try await leased(body) }
-            return try await withDeadline(acquireTimeout) { try await self.leased(body) }
+            return try await leasedWithin(acquireTimeout, body)
         } catch is DeadlineExceeded {
             throw StoreError.unavailable(reason: "no database connection became available within \(acquireTimeout)")
         } catch StoreError.unavailable(let reason) {
@@ -184,7 +187,39 @@ public final class PostgresUserStore: UserStore {
         }
     }
 
-    private func leased<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    /// `leased(body)`, giving up with `DeadlineExceeded` if no connection is
+    /// leased within `wait`: the pool may be full, or reconnecting to a server
+    /// that is down or frozen, and the driver's pool waits for either without
+    /// a limit. Once leased, the statement timeout bounds the call instead.
+    private func leasedWithin<T: Sendable>(
+        _ wait: Duration, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        let acquired = ExpiryFlag()
+        return try await withThrowingTaskGroup(of: LeaseOutcome<T>.self) { group in
+            group.addTask { .done(try await self.leased(body, acquired: acquired)) }
+            group.addTask {
+                try await Task.sleep(for: wait)
+                return .waited
+            }
+            while let outcome = try await group.next() {
+                switch outcome {
+                case .done(let value):
+                    group.cancelAll()
+                    return value
+                case .waited where !acquired.isSet:
+                    group.cancelAll()
+                    throw DeadlineExceeded()
+                case .waited:
+                    continue
+                }
+            }
+            throw DeadlineExceeded()
+        }
+    }
+
+    private func leased<T: Sendable>(_ body: (PostgresConnection) async throws -> T, acquired: ExpiryFlag? = nil) async throws
+        -> T
+    {
         let expired = ExpiryFlag()
         pool.waiting(+1)
         var leased = false
@@ -192,6 +227,7 @@ public final class PostgresUserStore: UserStore {
         do {
             return try await client.withConnection { connection in
                 leased = true
+                acquired?.set()
                 pool.waiting(-1)
                 pool.inUse(+1)
                 defer { pool.inUse(-1) }
@@ -260,7 +296,45 @@ public final class PostgresUserStore: UserStore {
     public func run() async throws {
         // The pool runs until graceful shutdown cancels it; by then the HTTP
         // server has stopped, so no request is cut off.
-        await cancelWhenGracefulShutdown { await self.client.run() }
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.listenForEvents() }
+                await self.client.run()
+                group.cancelAll()
+            }
+        }
+    }
+
+    /// LISTENs on a connection of its own (outside the pool) and wakes the
+    /// feed for every replica's commits; reconnects after a second when the
+    /// connection is lost. The feed reads the events table, so a notification
+    /// missed meanwhile delays an event, never loses it.
+    private func listenForEvents() async {
+        let (changes, logger) = (self.changes, self.logger)
+        while !Task.isCancelled {
+            do {
+                let connection = try await PostgresConnection.connect(configuration: direct, id: 1, logger: logger)
+                do {
+                    try await withTaskCancellationHandler {
+                        try await connection.listen(on: Self.eventChannel) { notifications in
+                            changes.notify()  // events may have come while nobody listened
+                            for try await _ in notifications { changes.notify() }
+                        }
+                    } onCancel: {
+                        connection.close().whenComplete { _ in }
+                    }
+                } catch {
+                    // A connection must be closed, not only released, before it goes away.
+                    try? await connection.close()
+                    throw error
+                }
+                try? await connection.close()
+            } catch {
+                if Task.isCancelled { return }
+                logger.debug("postgres: event listener lost its connection", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
     }
 
     public func shutdown() async {}
@@ -277,9 +351,10 @@ public final class PostgresUserStore: UserStore {
                 try await conn.query(
                     "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
                     logger: logger)
-                let current = try await conn.query(
-                    "SELECT coalesce(max(version), 0)::integer FROM schema_migrations", logger: logger
-                ).collect().first?.decode(Int.self) ?? 0
+                let current =
+                    try await conn.query(
+                        "SELECT coalesce(max(version), 0)::integer FROM schema_migrations", logger: logger
+                    ).collect().first?.decode(Int.self) ?? 0
                 var applied: [Int] = []
                 for migration in Schema.migrations where migration.version > current {
                     for statement in migration.postgres {
@@ -325,6 +400,11 @@ public final class PostgresUserStore: UserStore {
             filtered = try await one(SelectUserByUsername(username: username))
         } else if let email = query.email {
             filtered = try await one(SelectUserByEmailKey(emailKey: User.emailKey(email)))
+        } else if let (from, to) = query.searchRange {
+            let after = try query.after.map { try Self.uuid($0) } ?? UUID(uuid: UUID.zero)
+            let statement = SearchUsers(from: from, to: to, after: after, limit: query.limit)
+            let logger = self.logger
+            return try await withConnection { conn in try await conn.execute(statement, logger: logger).collectAll() }
         } else {
             let after = try query.after.map { try Self.uuid($0) } ?? UUID(uuid: UUID.zero)
             let statement = ListUsers(after: after, limit: query.limit)
@@ -350,14 +430,14 @@ public final class PostgresUserStore: UserStore {
     }
 
     public func create(_ user: User) async throws -> User {
-        let statement = InsertUser(user: user)
+        let statement = InsertUser(user: user, event: .recording(.created, user))
         let logger = self.logger
         do {
             try await withConnection { conn in
                 _ = try await conn.execute(statement, logger: logger).collectAll()
             }
             return user
-        } catch where Self.isUniqueViolation(error) {
+        } catch  where Self.isUniqueViolation(error) {
             throw try await conflict(for: user)
         }
     }
@@ -369,12 +449,12 @@ public final class PostgresUserStore: UserStore {
             guard let current = try await get(id: id) else { throw StoreError.notFound }
             let updated = current.updated(with: try change(current))
             if updated == current { return current }
-            let statement = UpdateUser(user: updated, expectedVersion: current.version)
+            let statement = UpdateUser(user: updated, expectedVersion: current.version, event: .recording(.updated, updated))
             let logger = self.logger
             do {
                 let rows = try await withConnection { conn in try await conn.execute(statement, logger: logger).collectAll() }
                 if rows.count == 1 { return updated }
-            } catch where Self.isUniqueViolation(error) {
+            } catch  where Self.isUniqueViolation(error) {
                 throw try await conflict(for: updated)
             }
         }
@@ -384,7 +464,7 @@ public final class PostgresUserStore: UserStore {
         while true {
             guard let current = try await get(id: id), let uuid = UUID(uuidString: id) else { throw StoreError.notFound }
             try check(current)
-            let statement = DeleteUser(id: uuid, expectedVersion: current.version)
+            let statement = DeleteUser(id: uuid, expectedVersion: current.version, at: Timestamp.nowMillis())
             let logger = self.logger
             let rows = try await withConnection { conn in try await conn.execute(statement, logger: logger).collectAll() }
             if rows.count == 1 { return }
@@ -411,9 +491,37 @@ public final class PostgresUserStore: UserStore {
                     throw error
                 }
             }
-        } catch where Self.isUniqueViolation(error) {
+        } catch  where Self.isUniqueViolation(error) {
             guard let user = current.withLock({ $0 }) else { throw error }
             throw ImportConflict(id: user.id, error: try await conflict(for: user))
+        }
+    }
+
+    public func events(after seq: Int64, limit: Int) async throws -> [UserEvent] {
+        let statement = SelectEvents(after: seq, limit: limit)
+        let logger = self.logger
+        return try await withConnection { conn in try await conn.execute(statement, logger: logger).collectAll() }
+    }
+
+    public func eventBounds() async throws -> EventBounds {
+        let logger = self.logger
+        return try await withConnection { conn in
+            let row = try await conn.query(
+                "SELECT (SELECT min(seq) FROM events), (SELECT seq FROM event_counter)", logger: logger
+            ).collect().first
+            let (oldest, latest) = try row?.decode((Int64?, Int64).self) ?? (nil, Int64(0))
+            return EventBounds(oldest: oldest, latest: latest)
+        }
+    }
+
+    public func pruneEvents(before cutoff: Int64, keep: Int) async throws -> Int {
+        let logger = self.logger
+        let (cutoffDate, keep) = (PostgresUserRow.date(cutoff), Int64(keep))
+        return try await withConnection { conn in
+            try await conn.query(
+                "DELETE FROM events WHERE at < \(cutoffDate) OR seq <= (SELECT seq FROM event_counter) - \(keep) RETURNING seq",
+                logger: logger
+            ).collect().count
         }
     }
 
@@ -492,6 +600,12 @@ final class CircuitBreaker: Sendable {
 }
 
 /// Set once, read from any thread.
+/// What finished first while waiting for a connection: the call, or the wait.
+enum LeaseOutcome<T: Sendable>: Sendable {
+    case done(T)
+    case waited
+}
+
 final class ExpiryFlag: Sendable {
     private let value = Atomic<Bool>(false)
     var isSet: Bool { value.load(ordering: .relaxed) }
@@ -588,12 +702,63 @@ struct ListUsers: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> User { try PostgresUserRow.user(row) }
 }
 
-/// Statements that change a row answer with its id, so callers count what changed.
+struct SearchUsers: PostgresPreparedStatement {
+    static let sql =
+        PostgresUserRow.select
+        + #" WHERE ((lower(name) COLLATE "C" >= $1 AND lower(name) COLLATE "C" < $2)"#
+        + #" OR (username COLLATE "C" >= $1 AND username COLLATE "C" < $2)"#
+        + #" OR (email_key COLLATE "C" >= $1 AND email_key COLLATE "C" < $2)) AND id > $3 ORDER BY id LIMIT $4"#
+    let from: String
+    let to: String
+    let after: UUID
+    let limit: Int
+    func makeBindings() -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 4)
+        bindings.append(from)
+        bindings.append(to)
+        bindings.append(after)
+        bindings.append(limit)
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> User { try PostgresUserRow.user(row) }
+}
+
+/// A change and its event in one statement, so neither is ever without the
+/// other. The event's seq comes from `event_counter`, whose row lock is held
+/// to the commit: seqs are handed out in commit order. Every replica hears
+/// of it through NOTIFY (sent at the commit). Answers the seq when the change
+/// was made; no row when the user's version had moved on.
+enum EventStatement {
+    static func sql(change: String, kind: UserEvent.Kind, id: String, user: String, at: String) -> String {
+        """
+        WITH u AS (\(change) RETURNING id),
+        c AS (UPDATE event_counter SET seq = seq + 1 WHERE EXISTS (SELECT 1 FROM u) RETURNING seq),
+        e AS (INSERT INTO events (seq, type, user_id, "user", at)
+              SELECT c.seq, '\(kind.rawValue)', \(id), \(user), \(at) FROM c RETURNING seq)
+        SELECT seq, pg_notify('\(PostgresUserStore.eventChannel)', '')::text AS notified FROM e
+        """
+    }
+
+    static func seq(_ row: PostgresRow) throws -> Int64 { try row.makeRandomAccess()["seq"].decode(Int64.self) }
+
+    static func append(_ event: UserEvent, to bindings: inout PostgresBindings) {
+        bindings.append(event.user.map { String(decoding: $0, as: UTF8.self) })
+        bindings.append(PostgresUserRow.date(event.at))
+    }
+}
+
 struct InsertUser: PostgresPreparedStatement {
-    static let sql = PostgresUserRow.insert + " RETURNING id"
+    static let count = UserColumns.names.count
+    static let sql = EventStatement.sql(
+        change: PostgresUserRow.insert, kind: .created, id: "$1", user: "$\(count + 1)", at: "$\(count + 2)")
     let user: User
-    func makeBindings() throws -> PostgresBindings { try PostgresUserRow.bindings(user) }
-    func decodeRow(_ row: PostgresRow) throws -> UUID { try row.decode(UUID.self) }
+    let event: UserEvent
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = try PostgresUserRow.bindings(user)
+        EventStatement.append(event, to: &bindings)
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> Int64 { try EventStatement.seq(row) }
 }
 
 struct UpsertUser: PostgresPreparedStatement {
@@ -607,31 +772,57 @@ struct UpsertUser: PostgresPreparedStatement {
 
 /// Every column from the user (`$1` is the id), if the row is still at `expectedVersion`.
 struct UpdateUser: PostgresPreparedStatement {
-    static let sql =
-        "UPDATE users SET "
-        + UserColumns.names.enumerated().dropFirst().map { "\($0.element) = $\($0.offset + 1)" }.joined(separator: ", ")
-        + " WHERE id = $1 AND version = $\(UserColumns.names.count + 1) RETURNING id"
+    static let count = UserColumns.names.count
+    static let sql = EventStatement.sql(
+        change: "UPDATE users SET "
+            + UserColumns.names.enumerated().dropFirst().map { "\($0.element) = $\($0.offset + 1)" }.joined(separator: ", ")
+            + " WHERE id = $1 AND version = $\(count + 1)",
+        kind: .updated, id: "$1", user: "$\(count + 2)", at: "$\(count + 3)")
     let user: User
     let expectedVersion: Int64
+    let event: UserEvent
     func makeBindings() throws -> PostgresBindings {
         var bindings = try PostgresUserRow.bindings(user)
         bindings.append(expectedVersion)
+        EventStatement.append(event, to: &bindings)
         return bindings
     }
-    func decodeRow(_ row: PostgresRow) throws -> UUID { try row.decode(UUID.self) }
+    func decodeRow(_ row: PostgresRow) throws -> Int64 { try EventStatement.seq(row) }
 }
 
 struct DeleteUser: PostgresPreparedStatement {
-    static let sql = "DELETE FROM users WHERE id = $1 AND version = $2 RETURNING id"
+    static let sql = EventStatement.sql(
+        change: "DELETE FROM users WHERE id = $1 AND version = $2", kind: .deleted, id: "$1", user: "NULL::text",
+        at: "$3")
     let id: UUID
     let expectedVersion: Int64
+    let at: Int64
     func makeBindings() -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 2)
+        var bindings = PostgresBindings(capacity: 3)
         bindings.append(id)
         bindings.append(expectedVersion)
+        bindings.append(PostgresUserRow.date(at))
         return bindings
     }
-    func decodeRow(_ row: PostgresRow) throws -> UUID { try row.decode(UUID.self) }
+    func decodeRow(_ row: PostgresRow) throws -> Int64 { try EventStatement.seq(row) }
+}
+
+struct SelectEvents: PostgresPreparedStatement {
+    static let sql = #"SELECT seq, type, user_id, "user", at FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"#
+    let after: Int64
+    let limit: Int
+    func makeBindings() -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 2)
+        bindings.append(after)
+        bindings.append(limit)
+        return bindings
+    }
+    func decodeRow(_ row: PostgresRow) throws -> UserEvent {
+        let (seq, type, id, user, at) = try row.decode((Int64, String, UUID, String?, Date).self)
+        return UserEvent(
+            seq: seq, kind: UserEvent.Kind(rawValue: type) ?? .updated, id: id.uuidString.lowercased(),
+            user: user.map { Array($0.utf8) }, at: PostgresUserRow.millis(at))
+    }
 }
 
 /// Connection pool usage as seen from the service: leases in use and

@@ -28,7 +28,9 @@ final class DatabaseFileLock: Sendable {
             guard code == EWOULDBLOCK, ContinuousClock.now < deadline else {
                 let holder = try? String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
                 close(fd)
-                if code == EWOULDBLOCK { throw DatabaseInUse(database: database, holder: holder?.isEmpty == false ? holder : nil) }
+                if code == EWOULDBLOCK {
+                    throw DatabaseInUse(database: database, holder: holder?.isEmpty == false ? holder : nil)
+                }
                 throw StoreError.unavailable(reason: "cannot lock \(path): \(String(cString: strerror(code)))")
             }
             try await Task.sleep(for: .milliseconds(50))

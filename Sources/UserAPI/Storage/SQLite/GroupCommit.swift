@@ -78,7 +78,10 @@ final class GroupCommit: Sendable {
 
     /// Commits batches on `pool` until `close()` and the queue is empty.
     /// `report` turns a database error into what the callers are told.
-    func run(on pool: DatabasePool, report: @escaping @Sendable (any Error) -> any Error) async {
+    /// `committed` runs after each commit, before the callers are answered.
+    func run(
+        on pool: DatabasePool, report: @escaping @Sendable (any Error) -> any Error, committed: @Sendable () -> Void
+    ) async {
         while let batch = await nextBatch() {
             let work = batch.map(\.work)
             do {
@@ -100,6 +103,7 @@ final class GroupCommit: Sendable {
                 }
                 batches.add(1, ordering: .relaxed)
                 failure.withLock { $0 = nil }
+                committed()
                 state.withLock { $0.committing -= batch.count }
                 for (job, result) in zip(batch, results) { job.continuation.resume(with: result) }
             } catch {

@@ -40,6 +40,7 @@ public final class SQLiteUserStore: UserStore {
     private let lock: DatabaseFileLock
     private let writes: GroupCommit
     private let logger: Logger
+    public let changes = ChangeSignal()
     /// The group-commit loop, from open to shutdown.
     private let writer = Mutex<Task<Void, Never>?>(nil)
     private let closed = Atomic<Bool>(false)
@@ -51,8 +52,10 @@ public final class SQLiteUserStore: UserStore {
         self.lock = lock
         self.writes = GroupCommit(capacity: settings.maxQueuedWrites)
         self.logger = logger
-        let task = Task { [writes, pool] in
-            await writes.run(on: pool) { [weak self] error in self?.unavailable(error) ?? error }
+        let task = Task { [writes, pool, changes] in
+            await writes.run(on: pool, report: { [weak self] error in self?.unavailable(error) ?? error }) {
+                changes.notify()
+            }
         }
         writer.withLock { $0 = task }
     }
@@ -74,7 +77,9 @@ public final class SQLiteUserStore: UserStore {
                 let result = try await pool.read { try String.fetchAll($0, sql: "PRAGMA quick_check") }
                 guard result == ["ok"] else {
                     throw StoreError.unavailable(
-                        reason: "the database file \(settings.path) is damaged (quick_check: \(result.prefix(3).joined(separator: "; ")))")
+                        reason:
+                            "the database file \(settings.path) is damaged (quick_check: \(result.prefix(3).joined(separator: "; ")))"
+                    )
                 }
             }
             return SQLiteUserStore(settings: settings, pool: pool, lock: lock, logger: logger)
@@ -158,9 +163,13 @@ public final class SQLiteUserStore: UserStore {
     public func migrate() async throws -> MigrationReport {
         do {
             let before = try await schemaVersion()
-            try Self.migrator.migrate(pool)
+            // Waits for GRDB's barrier on its own queue, never on one of Swift's few pool threads.
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                Self.migrator.asyncMigrate(pool) { continuation.resume(with: $0.map { _ in () }) }
+            }
             let after = try await schemaVersion()
-            return MigrationReport(applied: Schema.migrations.map(\.version).filter { $0 > before && $0 <= after }, current: after)
+            return MigrationReport(
+                applied: Schema.migrations.map(\.version).filter { $0 > before && $0 <= after }, current: after)
         } catch {
             throw unavailable(error)
         }
@@ -214,6 +223,12 @@ public final class SQLiteUserStore: UserStore {
             conditions.append("email_key = ?")
             arguments.append(User.emailKey(email))
         }
+        if let (from, to) = query.searchRange {
+            conditions.append(
+                "((lower(name) >= ? AND lower(name) < ?) OR (username >= ? AND username < ?) OR (email_key >= ? AND email_key < ?))"
+            )
+            arguments += [from, to, from, to, from, to]
+        }
         let filter = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
         let sql = "SELECT \(UserColumns.list) FROM users\(filter) ORDER BY id LIMIT ?"
         arguments.append(query.limit)
@@ -230,6 +245,7 @@ public final class SQLiteUserStore: UserStore {
     public func create(_ user: User) async throws -> User {
         try await write { db in
             try Self.insert(user, in: db)
+            try Self.record(.recording(.created, user), in: db)
             return user
         }
     }
@@ -245,6 +261,7 @@ public final class SQLiteUserStore: UserStore {
             } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
                 throw try Self.conflict(for: updated, in: db)
             }
+            try Self.record(.recording(.updated, updated), in: db)
             return updated
         }
     }
@@ -254,6 +271,7 @@ public final class SQLiteUserStore: UserStore {
             guard let current = try Self.user(id: id, in: db) else { throw StoreError.notFound }
             try check(current)
             try db.cachedStatement(sql: "DELETE FROM users WHERE id = ?").execute(arguments: [id])
+            try Self.record(.recording(.deleted, current), in: db)
         }
     }
 
@@ -271,6 +289,41 @@ public final class SQLiteUserStore: UserStore {
             }
             return written
         }
+    }
+
+    public func events(after seq: Int64, limit: Int) async throws -> [UserEvent] {
+        try await read { db in
+            try Row.fetchAll(
+                db.cachedStatement(sql: "SELECT seq, type, user_id, user, at FROM events WHERE seq > ? ORDER BY seq LIMIT ?"),
+                arguments: [seq, limit]
+            ).map { row in
+                UserEvent(
+                    seq: row["seq"], kind: UserEvent.Kind(rawValue: row["type"]) ?? .updated, id: row["user_id"],
+                    user: (row["user"] as String?).map { Array($0.utf8) }, at: row["at"])
+            }
+        }
+    }
+
+    public func eventBounds() async throws -> EventBounds {
+        try await read { db in
+            let oldest = try Int64.fetchOne(db, sql: "SELECT min(seq) FROM events")
+            let latest = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'events'") ?? 0
+            return EventBounds(oldest: oldest, latest: latest)
+        }
+    }
+
+    public func pruneEvents(before cutoff: Int64, keep: Int) async throws -> Int {
+        try await write { db in
+            try db.execute(
+                sql: "DELETE FROM events WHERE at < ? OR seq <= (SELECT coalesce(max(seq), 0) FROM events) - ?",
+                arguments: [cutoff, keep])
+            return db.changesCount
+        }
+    }
+
+    static func record(_ event: UserEvent, in db: Database) throws {
+        try db.cachedStatement(sql: "INSERT INTO events (type, user_id, user, at) VALUES (?, ?, ?, ?)").execute(
+            arguments: [event.kind.rawValue, event.id, event.user.map { String(decoding: $0, as: UTF8.self) }, event.at])
     }
 
     public func count() async throws -> Int {
