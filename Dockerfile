@@ -26,6 +26,13 @@ ARG TARGETARCH
 ARG BUILDPLATFORM
 WORKDIR /src
 
+# SQLite's headers for GRDB (the swift image carries only the runtime library).
+# Pinned for reproducible builds; bump with Debian's point releases.
+ARG SQLITE_DEV_VERSION=3.40.1-2+deb12u2
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends "libsqlite3-dev=${SQLITE_DEV_VERSION}" \
+ && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first: this layer is reused until Package.swift changes.
 COPY Package.swift ./
 RUN --mount=type=cache,id=userapi-spm-${TARGETARCH},target=/root/.cache/org.swift.swiftpm \
@@ -46,8 +53,8 @@ RUN --mount=type=cache,id=userapi-build-${TARGETARCH},target=/src/.build \
  # Debug info is 40 % of the binary; the symbol table stays, so crash backtraces keep function names.
  && install -D -m 0755 "$bin" /staging/usr/local/bin/userapi \
  && strip --strip-debug /staging/usr/local/bin/userapi \
- # distroless cc has glibc, libgcc and libstdc++; the only other library the binary links is zlib.
- && for lib in $(ldd "$bin" | awk '/libz\.so/ {print $3}'); do \
+ # distroless cc has glibc, libgcc and libstdc++; the other libraries the binary links are zlib and SQLite.
+ && for lib in $(ldd "$bin" | awk '/libz\.so|libsqlite3\.so/ {print $3}'); do \
       real="$(readlink -f "$lib")"; install -D -m 0644 "$real" "/staging$(dirname "$real")/$(basename "$lib")"; \
     done \
  # Symbolicated crash backtraces need the static backtracer next to the binary's runtime.
