@@ -36,6 +36,6 @@ helm-deploy: ## helm upgrade --install --rollback-on-failure --wait + helm test:
 	bash scripts/pipelines/helm-deploy.sh "$(DEPLOY_ENV)" "$(TAG)"
 
 promote: ## GitOps: set the userapi image TAG (and with CHART_REVISION=vX.Y.Z the chart's release tag) in what Argo CD syncs (PROMOTE_FILES)
-	@if [[ -z "$(strip $(PROMOTE_FILES))" ]]; then echo "promote: no PROMOTE_FILES (deploy/argocd/*.yaml)" >&2; exit 2; fi
+	@if [[ -z "$(strip $(PROMOTE_FILES))" ]]; then echo "promote: no PROMOTE_FILES (deploy/argocd/values/*.yaml, deploy/argocd/apps/*.yaml)" >&2; exit 2; fi
 	$(PIPELINES_PYTHON) scripts/release/release.py set-image-tag "$(TAG)" $(PROMOTE_FILES)
 	$(if $(CHART_REVISION),$(PIPELINES_PYTHON) scripts/release/release.py set-chart-revision "$(CHART_REVISION)" $(PROMOTE_FILES))
