@@ -238,8 +238,9 @@ def database_outage(args, pg: Postgres, binary: str, freeze: bool) -> Drill:
 
 
 def feed_rollout(args, pg: Postgres, binary: str) -> Drill:
-    """Watchers of GET /users/events follow the feed through HAProxy while two replicas on
-    one PostgreSQL are replaced one by one (as the rolling drill does) and writes go on.
+    """Watchers of GET /users/events follow the feed through HAProxy while the replicas on
+    one PostgreSQL (the chart's replicaCount, 3; 2 in the CI short run) are replaced one by
+    one (as the rolling drill does) and writes go on.
     Each watcher resumes with Last-Event-ID whenever its stream ends; at the end every one
     must hold exactly the events of a reference read from seq 0, once each and in order,
     and those must be the events of the acknowledged writes. Before the writes, the
@@ -248,10 +249,12 @@ def feed_rollout(args, pg: Postgres, binary: str) -> Drill:
     d = Drill("feed rollout")
     s = ChartSettings.render(PG_VALUES)
     n = args.feed_watchers
+    count = args.feed_replicas or s.replicas
     work, token = workdir(), os.urandom(12).hex()
     url = pg.fresh_database()
-    lb = Balancer(s, slots=4, workdir=work)
-    olds = launch(lb, s, binary, ["feed-a", "feed-b"], url, token, work)
+    # One slot per replica, one for the surge, one for the old pod until its endpoint goes.
+    lb = Balancer(s, slots=count + 2, workdir=work)
+    olds = launch(lb, s, binary, [f"feed-{chr(ord('a') + i)}" for i in range(count)], url, token, work)
     watchers: list[feed.Watcher] = []
 
     def watched(replicas: list[Replica]) -> int:
@@ -281,7 +284,7 @@ def feed_rollout(args, pg: Postgres, binary: str) -> Drill:
     for conn in warm:
         conn.close()
     d.say(f"{n} SSE watchers through haproxy {lb.url} ({split}): "
-          f"idle RSS {per_watcher / 1024:.1f} KiB per watcher ({rss_idle / 2**20:.1f} MiB for both replicas before)")
+          f"idle RSS {per_watcher / 1024:.1f} KiB per watcher ({rss_idle / 2**20:.1f} MiB for the {count} replicas before)")
     d.row["idle_kib_per_watcher"] = round(per_watcher / 1024, 1)
     # A pod at events.max_watchers idle watchers must stay within the chart's memory limit.
     cap = int(m.group(1)) if (m := re.search(r"max_watchers:\s*(\d+)", s.config_yaml)) else 1000
@@ -357,7 +360,8 @@ def feed_rollout(args, pg: Postgres, binary: str) -> Drill:
                   "writes_verified": f"{len(writes.acknowledged) - sum(p.startswith('acknowledged') for p in against_writes)}"
                                      f"/{len(writes.acknowledged)}",
                   "notes": f"{n} watchers x {len(events)} events (seq {events[0].seq if events else '-'}..{events[-1].seq if events else '-'}), "
-                           f"{sum(w.outcomes['stream'] for w in watchers) - n} resumes, {len(wrong)} wrong; "
+                           f"{sum(w.outcomes['stream'] for w in watchers) - n} resumes across {count} replicas replaced, "
+                           f"{len(wrong)} wrong; "
                            f"idle {d.row['idle_kib_per_watcher']} KiB/watcher"})
     d.say(f"{len(events)} events; watchers: {dict(outcomes)}; writes: {dict(writes.outcomes)}")
     kill_all(news)
@@ -540,9 +544,12 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
                         help="seconds until proxies stop routing to a terminating pod (endpoint propagation)")
     parser.add_argument("--feed-watchers", type=int, help="SSE watchers of the feed drill (default 100, --short 20)")
     parser.add_argument("--feed-rate", type=float, help="changes per second during the feed drill (default 40, --short 20)")
+    parser.add_argument("--feed-replicas", type=int,
+                        help="PostgreSQL replicas the feed drill replaces one by one (default the chart's replicaCount, 3; --short 2)")
     args = parser.parse_args(argv)
     args.feed_watchers = args.feed_watchers or (20 if args.short else 100)
     args.feed_rate = args.feed_rate or (20.0 if args.short else 40.0)
+    args.feed_replicas = args.feed_replicas or (2 if args.short else None)  # None: the chart's replicaCount
     args.warmup, args.cooldown = (2.0, 1.0) if args.short else (5.0, 3.0)
     args.outage = 5.0 if args.short else 8.0
     args.overload_clients, args.overload_seconds = 2000, 10
