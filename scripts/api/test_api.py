@@ -33,7 +33,14 @@ def test_schemathesis(database, request, tools, start_userapi, tmp_path):
                            env=env | {"AUTH_TOKENS": token, "LOG_ACCESS": "false", "LOG_FORMAT": "json"})
     run = subprocess.run([tools.schemathesis, "--config-file", str(Path(__file__).with_name("schemathesis.toml")), "run",
                           f"{server.url}/openapi.yaml", "-H", f"Authorization: Bearer {token}", "--max-examples",
-                          os.environ.get("FUZZ_EXAMPLES", "60"), "--generation-deterministic", "--no-color"],
+                          os.environ.get("FUZZ_EXAMPLES", "60"), "--generation-deterministic", "--no-color",
+                          # The feed's streams never end by design (the Swift feed tests cover them);
+                          # the timeout turns any other hang into a failure.
+                          "--exclude-path", "/users/events", "--exclude-path", "/users/watch",
+                          "--request-timeout", "30",
+                          # The user fields' patterns (no bidi controls, a letter or digit, the email's
+                          # local part) reject most random strings; generation filters them, slowly.
+                          "--suppress-health-check", "filter_too_much"],
                          cwd=tmp_path, capture_output=True, text=True)
     assert server.process.poll() is None, "the server died during the run" + tail(server.log)
     assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]

@@ -47,7 +47,11 @@ struct ListUsersHandler {
         if let search, search.isEmpty || search.unicodeScalars.count > Self.maxSearchLength {
             throw Problem.badRequest(
                 "Invalid query parameters: q.",
-                errors: [FieldError(field: "q", message: "must be 1 to \(Self.maxSearchLength) characters")])
+                errors: [
+                    FieldError(
+                        field: "q", message: "must be 1 to \(Self.maxSearchLength) characters besides leading and trailing spaces"
+                    )
+                ])
         }
 
         let rows = try await deps.store.list(
