@@ -54,8 +54,14 @@ struct ListUsersHandler {
                 ])
         }
 
-        let rows = try await deps.store.list(
-            UserListQuery(limit: limit + 1, after: after, username: username, email: email, search: search))
+        // No stored name, username or email holds a NUL (validation refuses control
+        // characters), and PostgreSQL text cannot carry one: such a filter matches nobody.
+        let matchesNobody = [username, email, search].contains { $0?.unicodeScalars.contains("\u{0}") == true }
+        let rows =
+            matchesNobody
+            ? []
+            : try await deps.store.list(
+                UserListQuery(limit: limit + 1, after: after, username: username, email: email, search: search))
         let page = Self.page(rows, limit: limit, filters: [("username", username), ("email", email), ("q", search)])
         return Responses.json(page.body, headers: page.headers)
     }

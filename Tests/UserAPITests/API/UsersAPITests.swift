@@ -96,6 +96,10 @@ struct UsersAPITests {
             let byEmail = try await client.request(.get, "/users?email=U8@EXAMPLE.COM").array()
             #expect(byEmail.map { $0["username"] as? String } == ["user8"])
             #expect(try await client.request(.get, "/users?username=nobody").array().isEmpty)
+            // A NUL matches nobody (PostgreSQL text cannot even hold one).
+            for filter in ["username=user%007", "email=u8%00@example.com", "q=us%00"] {
+                #expect(try await client.request(.get, "/users?\(filter)").array().isEmpty, "\(filter)")
+            }
             let plus = try await client.createUser("Plus", "plus", "a+b@example.com")
             let filtered = try await client.request(.get, "/users?email=a%2Bb@example.com&limit=1")
             #expect(try filtered.array().first?["id"] as? String == plus["id"] as? String)
