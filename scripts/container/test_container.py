@@ -199,10 +199,18 @@ def test_smoke_writes_without_a_token_refused(smoke):
     assert http("POST", smoke.base + "/users", {})[0] == 401
 
 
+def test_smoke_reads_without_a_token_refused(smoke):
+    """The image's defaults protect reads (auth.protect_reads); the bare status page stays open."""
+    smoke.ensure_running()
+    assert http("GET", smoke.base + "/users")[0] == 401
+    assert http("GET", smoke.base + "/openapi.yaml")[0] == 401
+    assert http("GET", smoke.base + "/")[0] == 200
+
+
 def test_smoke_openapi_served_and_build_stamped(smoke):
     smoke.ensure_running()
-    assert http("GET", smoke.base + "/openapi.yaml")[1].startswith(b"openapi: 3.1")
-    status, version = http("GET", smoke.base + "/version")
+    assert http("GET", smoke.base + "/openapi.yaml", headers=smoke.auth())[1].startswith(b"openapi: 3.1")
+    status, version = http("GET", smoke.base + "/version", headers=smoke.auth())
     assert status == 200 and json.loads(version).get("version") not in (None, "", "unknown"), version
 
 
