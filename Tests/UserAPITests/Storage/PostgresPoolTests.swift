@@ -1,4 +1,5 @@
 import Foundation
+import PostgresNIO
 import Synchronization
 import Testing
 
@@ -21,6 +22,17 @@ struct PostgresPoolTests {
         let database = try #require(URLComponents(string: config.database.url)?.path.dropFirst()).description
         let store = try #require(try await StoreFactory.make(config, logger: TestEnv.logger) as? PostgresUserStore)
         return (store, database)
+    }
+
+    /// `call`'s result; past a generous bound (which only turns a hang into a failure) it is cancelled.
+    func outcome<T: Sendable>(of call: Task<T, any Error>) async throws -> Result<T, any Error> {
+        try await withDeadline(.seconds(120)) {
+            await withTaskCancellationHandler {
+                await call.result
+            } onCancel: {
+                call.cancel()
+            }
+        }
     }
 
     @Test("idle connections are closed after the idle timeout; the next call opens a new one")
@@ -81,7 +93,7 @@ struct PostgresPoolTests {
                 call.cancel()
             }
             // The one bound here only turns a hang into a failure; nothing is timed.
-            let result = try await withDeadline(.seconds(120)) { await call.result }
+            let result = try await outcome(of: call)
             switch giveUp {
             case .deadline:
                 guard case .failure(let error) = result, case .unavailable(let reason) = error as? StoreError else {
@@ -102,6 +114,65 @@ struct PostgresPoolTests {
             }
             let now = replaced.withLock { $0 }
             #expect(now.filter { $0 != frozen[0] }.count == 1, "expected a new backend beside \(frozen), found \(now)")
+        }
+    }
+
+    /// The pool's one connection is closed by a call's deadline while another
+    /// call waits for it: the waiting call ends, on a fresh connection or with
+    /// a 503 at its acquire timeout; it never hangs.
+    @Test("a call waiting for a connection that a deadline closes ends too")
+    func waiterOfAClosedConnectionEnds() async throws {
+        let dir = TempDir()
+        var config = try await testConfig(dir, backend: .postgres)
+        config.database.poolSize = 1
+        config.database.statementTimeout = .seconds(2)
+        config.database.acquireTimeout = .seconds(5)
+        let (store, database) = try await store(config)
+        try await withRunningStores([store]) {
+            let frozen = try await store.holdingConnection { try serverSideBackends(database) }
+            try #require(frozen.count == 1, "expected the pool's one connection, found \(frozen)")
+            try #require(kill(frozen[0], SIGSTOP) == 0, "cannot stop backend \(frozen[0]): errno \(errno)")
+            defer { _ = kill(frozen[0], SIGCONT) }
+
+            let stuck = Task { try await store.ping() }
+            try await waitUntil(within: .seconds(60)) { store.leasedConnections == 1 }
+            let waiter = Task { try await store.ping() }
+            try await waitUntil(within: .seconds(60)) { store.waitingCalls == 1 }
+            #expect(store.waitingCalls == 1, "the second call never waited for the connection")
+
+            let first = try await outcome(of: stuck)
+            guard case .failure(let error) = first, case .unavailable = error as? StoreError else {
+                Issue.record("the stuck call: expected StoreError.unavailable, got \(first)")
+                return
+            }
+            if case .failure(let error) = try await outcome(of: waiter) {
+                #expect(error as? StoreError != nil, "the waiting call failed with \(error)")
+            }
+        }
+    }
+
+    /// A query written to a connection that has just closed is never completed
+    /// by postgres-nio (its write fails on the channel, and nobody fails the
+    /// query). The statement deadline answers the call anyway.
+    @Test("a query the driver never completes ends at the statement deadline")
+    func queryOnAClosedConnectionEnds() async throws {
+        let dir = TempDir()
+        var config = try await testConfig(dir, backend: .postgres)
+        config.database.statementTimeout = .seconds(2)
+        let (store, _) = try await store(config)
+        try await withRunningStores([store]) {
+            let logger = TestEnv.logger
+            let call = Task {
+                try await store.onPooledConnection { connection in
+                    try await connection.close()
+                    _ = try await connection.query("SELECT 1", logger: logger).collect()
+                }
+            }
+            let result = try await outcome(of: call)
+            guard case .failure(let error) = result, error as? StoreError != nil || error is PSQLError else {
+                Issue.record("expected the call to fail, got \(result)")
+                return
+            }
         }
     }
 }

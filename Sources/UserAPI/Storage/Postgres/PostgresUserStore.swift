@@ -194,7 +194,7 @@ public final class PostgresUserStore: UserStore {
     private func leasedWithin<T: Sendable>(
         _ wait: Duration, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
-        let acquired = ExpiryFlag()
+        let acquired = OnceFlag()
         return try await withThrowingTaskGroup(of: LeaseOutcome<T>.self) { group in
             group.addTask { .done(try await self.leased(body, acquired: acquired)) }
             group.addTask {
@@ -217,10 +217,9 @@ public final class PostgresUserStore: UserStore {
         }
     }
 
-    private func leased<T: Sendable>(_ body: (PostgresConnection) async throws -> T, acquired: ExpiryFlag? = nil) async throws
-        -> T
-    {
-        let expired = ExpiryFlag()
+    private func leased<T: Sendable>(
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> T, acquired: OnceFlag? = nil
+    ) async throws -> T {
         pool.waiting(+1)
         var leased = false
         defer { if !leased { pool.waiting(-1) } }
@@ -231,28 +230,19 @@ public final class PostgresUserStore: UserStore {
                 pool.waiting(-1)
                 pool.inUse(+1)
                 defer { pool.inUse(-1) }
-                let deadline = connection.eventLoop.scheduleTask(in: timeout) { [expired] in
-                    expired.set()
-                    connection.close().whenComplete { _ in }
-                }
-                defer { deadline.cancel() }
-                return try await withTaskCancellationHandler {
-                    try await body(connection)
-                } onCancel: {
-                    connection.close().whenComplete { _ in }
-                }
+                // The pool can hand out a connection that a deadline closed a moment ago.
+                if connection.isClosed { throw StoreError.unavailable(reason: "the pooled connection had just closed") }
+                return try await bounded(on: connection, body)
             }
         } catch let error as PSQLError {
             // Cancelled callers closed their connection on purpose; they hear of their cancellation.
             try Task.checkCancellation()
-            if expired.isSet {
-                logger.warning("postgres did not answer within the statement timeout; closed the connection")
-                throw StoreError.unavailable(reason: "postgres did not answer within \(Self.describe(timeout))")
-            }
             if Self.isUnavailable(error) {
                 logger.warning("postgres unavailable", metadata: ["error": "\(Self.describe(error))"])
                 throw StoreError.unavailable(reason: Self.describe(error))
             }
+            throw error
+        } catch let error as StoreError {
             throw error
         } catch let error as CancellationError {
             throw error
@@ -260,6 +250,45 @@ public final class PostgresUserStore: UserStore {
             // The pool's own errors (e.g. it gave up connecting): no connection to be had.
             logger.warning("postgres unavailable", metadata: ["error": "\(error)"])
             throw StoreError.unavailable(reason: "no database connection: \(error)")
+        }
+    }
+
+    /// `body(connection)`, answered by the statement timeout or the caller's
+    /// cancellation when either comes first; the connection is then closed.
+    /// The caller does not wait for `body` to notice: a query written to a
+    /// channel that has just closed is never completed by the driver.
+    private func bounded<T: Sendable>(
+        on connection: PostgresConnection, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        let outcome = FirstOutcome<T>()
+        let abandoned = OnceFlag()
+        let (logger, timeout) = (self.logger, self.timeout)
+        let deadline = connection.eventLoop.scheduleTask(in: timeout) {
+            abandoned.set()
+            logger.warning("postgres did not answer within the statement timeout; closed the connection")
+            outcome.deliver(.failure(StoreError.unavailable(reason: "postgres did not answer within \(Self.describe(timeout))")))
+            connection.close().whenComplete { _ in }
+        }
+        Task {
+            do {
+                outcome.deliver(.success(try await body(connection)))
+            } catch {
+                outcome.deliver(.failure(error))
+            }
+            deadline.cancel()
+        }
+        do {
+            return try await withTaskCancellationHandler {
+                try await outcome.value()
+            } onCancel: {
+                abandoned.set()
+                outcome.deliver(.failure(CancellationError()))
+                connection.close().whenComplete { _ in }
+            }
+        } catch {
+            // Closed, not only closing, before it goes back: the pool must not lend it again.
+            if abandoned.isSet { _ = try? await connection.close().get() }
+            throw error
         }
     }
 
@@ -562,6 +591,9 @@ public final class PostgresUserStore: UserStore {
     /// Connections leased by calls right now. For tests.
     package var leasedConnections: Int { pool.inUse }
 
+    /// Calls waiting for a connection right now. For tests.
+    package var waitingCalls: Int { pool.waiting }
+
     /// The server process behind one pooled connection. For tests.
     package func backendPID() async throws -> Int {
         let logger = self.logger
@@ -574,6 +606,13 @@ public final class PostgresUserStore: UserStore {
     /// stuck connection does to the pool.
     package func holdingConnection<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
         try await withConnection { _ in try await body() }
+    }
+
+    /// `body` on a pooled connection, as every call runs. For tests of the driver's corner cases.
+    package func onPooledConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws
+        -> T
+    {
+        try await withConnection(body)
     }
 }
 
@@ -599,17 +638,58 @@ final class CircuitBreaker: Sendable {
     func recordFailure() { openUntil.withLock { $0 = .now + openFor } }
 }
 
-/// Set once, read from any thread.
 /// What finished first while waiting for a connection: the call, or the wait.
 enum LeaseOutcome<T: Sendable>: Sendable {
     case done(T)
     case waited
 }
 
-final class ExpiryFlag: Sendable {
+/// Set once, read from any thread.
+final class OnceFlag: Sendable {
     private let value = Atomic<Bool>(false)
     var isSet: Bool { value.load(ordering: .relaxed) }
     func set() { value.store(true, ordering: .relaxed) }
+}
+
+/// The first of several racing results, for one caller waiting on it; later ones are dropped.
+final class FirstOutcome<T: Sendable>: Sendable {
+    private enum State {
+        case pending
+        case waiting(CheckedContinuation<T, any Error>)
+        case delivered(Result<T, any Error>)
+        case taken
+    }
+    private let state = Mutex<State>(.pending)
+
+    func deliver(_ result: Result<T, any Error>) {
+        let waiter: CheckedContinuation<T, any Error>? = state.withLock { state in
+            switch state {
+            case .pending:
+                state = .delivered(result)
+                return nil
+            case .waiting(let continuation):
+                state = .taken
+                return continuation
+            case .delivered, .taken:
+                return nil
+            }
+        }
+        waiter?.resume(with: result)
+    }
+
+    func value() async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready: Result<T, any Error>? = state.withLock { state in
+                guard case .delivered(let result) = state else {
+                    state = .waiting(continuation)
+                    return nil
+                }
+                state = .taken
+                return result
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
+    }
 }
 
 extension AsyncSequence {
@@ -842,6 +922,7 @@ final class PoolGauges: Sendable {
     }
 
     var inUse: Int { counts.withLock { $0.inUse } }
+    var waiting: Int { counts.withLock { $0.waiting } }
 
     func inUse(_ delta: Int) {
         let value = counts.withLock { c in
