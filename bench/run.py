@@ -167,12 +167,15 @@ class Bench:
                "-T", str(PGBENCH_WARMUP_S + self.args.duration), "-l", "--log-prefix", str(self.work / "pgbench_log")]
         for script in scripts:
             cmd += ["-f", f"{script}@1"]
+        began = time.time()  # the log's completion times are wall-clock seconds too
         out = subprocess.run(pinned(LOAD_CPU, cmd + [url]), capture_output=True, text=True, check=True).stdout
         # Log lines: client, transaction, latency (µs), script, completion time (s, µs).
         done = sorted((int(f[4]) + int(f[5]) / 1e6, int(f[2]) / 1000) for log in self.work.glob("pgbench_log*")
                       for f in map(str.split, log.open()) if f[2].isdigit())
-        start = done[0][0] + PGBENCH_WARMUP_S
+        start = began + PGBENCH_WARMUP_S
         latencies = sorted(latency for at, latency in done if at >= start)
+        if not latencies:
+            raise RuntimeError(f"{run}: pgbench completed no transaction after its {PGBENCH_WARMUP_S} s warm-up")
         failed = re.search(r"number of failed transactions: (\d+)", out)
         result = {"rps": len(latencies) / (done[-1][0] - start),
                   "p50_ms": latencies[len(latencies) // 2], "p99_ms": latencies[int(len(latencies) * 0.99)],
