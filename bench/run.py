@@ -25,7 +25,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,8 @@ TARGETS = {
     "paced p99 ms": 10.0, "exec to ready ms": 50.0, "idle RSS MB": 30.0,
 }
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from harness import free_port  # noqa: E402  (the checks' helpers: one free_port for the repository)
 SERVER_CPU, LOAD_CPU = "0", "1"
 CONNECTIONS = 64
 # pgbench prepares each script's statement the first time a client picks it: 64 x 128 prepares for reads
@@ -53,12 +54,6 @@ PGBENCH_WARMUP_S = 10
 SELECT = "SELECT id, name, username, email, email_key, created_at, updated_at, version FROM users"
 # `GET /users?limit=50`: one row more than the page, to know whether there is a next one.
 FIRST_PAGE = SELECT + " WHERE id > '00000000-0000-0000-0000-000000000000' ORDER BY id LIMIT 51"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pinned(cpu: str, cmd: list[str]) -> list[str]:
