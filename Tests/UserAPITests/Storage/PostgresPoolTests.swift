@@ -35,6 +35,20 @@ struct PostgresPoolTests {
         }
     }
 
+    /// Runs `body` with the server process behind the store's only connection
+    /// stopped (SIGSTOP), and lets it run again afterwards (it then finds its
+    /// socket closed and exits).
+    func withFrozenBackend(
+        of store: PostgresUserStore, _ database: String, _ body: (Int32) async throws -> Void
+    ) async throws {
+        let backends = try await store.holdingConnection { try serverSideBackends(database) }
+        try #require(backends.count == 1, "expected the pool's one connection, found \(backends)")
+        let frozen = backends[0]
+        try #require(kill(frozen, SIGSTOP) == 0, "cannot stop backend \(frozen): errno \(errno)")
+        defer { _ = kill(frozen, SIGCONT) }
+        try await body(frozen)
+    }
+
     @Test("idle connections are closed after the idle timeout; the next call opens a new one")
     func idleConnectionsClose() async throws {
         let dir = TempDir()
@@ -79,41 +93,38 @@ struct PostgresPoolTests {
         config.database.statementTimeout = giveUp == .deadline ? .seconds(2) : .seconds(300)
         let (store, database) = try await store(config)
         try await withRunningStores([store]) {
-            let frozen = try await store.holdingConnection { try serverSideBackends(database) }
-            try #require(frozen.count == 1, "expected the pool's one connection, found \(frozen)")
-            try #require(kill(frozen[0], SIGSTOP) == 0, "cannot stop backend \(frozen[0]): errno \(errno)")
-            // Whatever happens below, the backend runs again (it then finds its socket closed and exits).
-            defer { _ = kill(frozen[0], SIGCONT) }
+            try await withFrozenBackend(of: store, database) { frozen in
 
-            let call = Task { try await store.ping() }
-            if giveUp == .cancellation {
-                // Cancel once the call holds the connection and waits for the silent server.
-                try await waitUntil(within: .seconds(60)) { store.leasedConnections == 1 }
-                #expect(store.leasedConnections == 1)
-                call.cancel()
-            }
-            // The one bound here only turns a hang into a failure; nothing is timed.
-            let result = try await outcome(of: call)
-            switch giveUp {
-            case .deadline:
-                guard case .failure(let error) = result, case .unavailable(let reason) = error as? StoreError else {
-                    Issue.record("expected StoreError.unavailable, got \(result)")
-                    return
+                let call = Task { try await store.ping() }
+                if giveUp == .cancellation {
+                    // Cancel once the call holds the connection and waits for the silent server.
+                    try await waitUntil(within: .seconds(60)) { store.leasedConnections == 1 }
+                    #expect(store.leasedConnections == 1)
+                    call.cancel()
                 }
-                #expect(reason.contains("did not answer"), "\(reason)")
-            case .cancellation:
-                #expect(throws: CancellationError.self) { try result.get() }
-            }
+                // The one bound here only turns a hang into a failure; nothing is timed.
+                let result = try await outcome(of: call)
+                switch giveUp {
+                case .deadline:
+                    guard case .failure(let error) = result, case .unavailable(let reason) = error as? StoreError else {
+                        Issue.record("expected StoreError.unavailable, got \(result)")
+                        return
+                    }
+                    #expect(reason.contains("did not answer"), "\(reason)")
+                case .cancellation:
+                    #expect(throws: CancellationError.self) { try result.get() }
+                }
 
-            // The server process stays stopped: a later call gets a new connection from a new backend
-            // (right after a failure the store fails fast for a moment, so ask until it does).
-            let replaced = Mutex<[Int32]>([])
-            try await waitUntilSucceeds(within: .seconds(120)) {
-                let backends = try await store.holdingConnection { try serverSideBackends(database) }
-                replaced.withLock { $0 = backends }
+                // The server process stays stopped: a later call gets a new connection from a new backend
+                // (right after a failure the store fails fast for a moment, so ask until it does).
+                let replaced = Mutex<[Int32]>([])
+                try await waitUntilSucceeds(within: .seconds(120)) {
+                    let backends = try await store.holdingConnection { try serverSideBackends(database) }
+                    replaced.withLock { $0 = backends }
+                }
+                let now = replaced.withLock { $0 }
+                #expect(now.filter { $0 != frozen }.count == 1, "expected a new backend beside \(frozen), found \(now)")
             }
-            let now = replaced.withLock { $0 }
-            #expect(now.filter { $0 != frozen[0] }.count == 1, "expected a new backend beside \(frozen), found \(now)")
         }
     }
 
@@ -129,24 +140,22 @@ struct PostgresPoolTests {
         config.database.acquireTimeout = .seconds(5)
         let (store, database) = try await store(config)
         try await withRunningStores([store]) {
-            let frozen = try await store.holdingConnection { try serverSideBackends(database) }
-            try #require(frozen.count == 1, "expected the pool's one connection, found \(frozen)")
-            try #require(kill(frozen[0], SIGSTOP) == 0, "cannot stop backend \(frozen[0]): errno \(errno)")
-            defer { _ = kill(frozen[0], SIGCONT) }
+            try await withFrozenBackend(of: store, database) { _ in
 
-            let stuck = Task { try await store.ping() }
-            try await waitUntil(within: .seconds(60)) { store.leasedConnections == 1 }
-            let waiter = Task { try await store.ping() }
-            try await waitUntil(within: .seconds(60)) { store.waitingCalls == 1 }
-            #expect(store.waitingCalls == 1, "the second call never waited for the connection")
+                let stuck = Task { try await store.ping() }
+                try await waitUntil(within: .seconds(60)) { store.leasedConnections == 1 }
+                let waiter = Task { try await store.ping() }
+                try await waitUntil(within: .seconds(60)) { store.waitingCalls == 1 }
+                #expect(store.waitingCalls == 1, "the second call never waited for the connection")
 
-            let first = try await outcome(of: stuck)
-            guard case .failure(let error) = first, case .unavailable = error as? StoreError else {
-                Issue.record("the stuck call: expected StoreError.unavailable, got \(first)")
-                return
-            }
-            if case .failure(let error) = try await outcome(of: waiter) {
-                #expect(error as? StoreError != nil, "the waiting call failed with \(error)")
+                let first = try await outcome(of: stuck)
+                guard case .failure(let error) = first, case .unavailable = error as? StoreError else {
+                    Issue.record("the stuck call: expected StoreError.unavailable, got \(first)")
+                    return
+                }
+                if case .failure(let error) = try await outcome(of: waiter) {
+                    #expect(error as? StoreError != nil, "the waiting call failed with \(error)")
+                }
             }
         }
     }
