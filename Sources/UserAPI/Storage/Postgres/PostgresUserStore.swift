@@ -30,6 +30,7 @@ public final class PostgresUserStore: UserStore {
     private let acquireTimeout: Duration
     private let maxConnections: Int
     private let pool: PoolGauges
+    private let eventLoops: any EventLoopGroup
     /// After a connection-level failure, calls fail at once for a second
     /// instead of each waiting for a dead database.
     private let breaker = CircuitBreaker(openFor: .seconds(1))
@@ -42,8 +43,9 @@ public final class PostgresUserStore: UserStore {
 
     private init(
         client: PostgresClient, direct: PostgresConnection.Configuration, location: String,
-        config: AppConfig.Database, logger: Logger, pool: PoolGauges
+        config: AppConfig.Database, logger: Logger, pool: PoolGauges, eventLoops: any EventLoopGroup
     ) {
+        self.eventLoops = eventLoops
         self.client = client
         self.direct = direct
         self.location = location
@@ -92,7 +94,7 @@ public final class PostgresUserStore: UserStore {
         let location = "postgres://\(url.user)@\(url.host):\(url.port)/\(url.database)"
         return PostgresUserStore(
             client: client, direct: direct, location: location, config: config, logger: logger,
-            pool: PoolGauges(max: config.poolSize, metrics: metrics))
+            pool: PoolGauges(max: config.poolSize, metrics: metrics), eventLoops: eventLoopGroup)
     }
 
     /// The TLS settings for `mode`, or nil for plain text.
@@ -167,18 +169,43 @@ public final class PostgresUserStore: UserStore {
 
     // MARK: Plumbing
 
-    /// Runs `body` on a pooled connection. Past the statement timeout, or when
-    /// the caller is cancelled, the connection is closed: a query on a server
-    /// that stopped answering would otherwise wait for the kernel to give up
-    /// on the socket (postgres-nio's queries do not end on cancellation). The
-    /// deadline is a timer on the connection's event loop, which a finished
-    /// call cancels.
+    /// Runs `body` on a pooled connection, in a task of its own, and answers
+    /// with the first of: its result; a 503 when no connection is leased within
+    /// `database.acquire_timeout` (the pool may be full, or reconnecting to a
+    /// server that is down or frozen, and waits for either without a limit); a
+    /// 503 at the statement timeout; the caller's cancellation. The last two
+    /// close the connection: postgres-nio's queries do not end on cancellation,
+    /// and a server that stopped answering would hold them until the kernel
+    /// gives up on the socket. The caller never waits for the driver to notice
+    /// (a query written to a channel that has just closed is never completed).
+    /// Both deadlines are timers on NIO's event loops, cancelled when the call ends.
     private func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws
         -> T
     {
         if breaker.isOpen { throw StoreError.unavailable(reason: "postgres failed a moment ago; failing fast") }
+        let call = PooledCall<T>()
+        let work = Task { await self.run(call, body) }
+        let acquiring = eventLoops.any().scheduleTask(in: .nanoseconds(Int64(acquireTimeout.seconds * 1e9))) {
+            guard call.abandonIfWaiting() else { return }
+            call.answer(.failure(DeadlineExceeded()))
+            work.cancel()
+        }
+        defer { acquiring.cancel() }
         do {
-            return try await leasedWithin(acquireTimeout, body)
+            do {
+                return try await withTaskCancellationHandler {
+                    try await call.value()
+                } onCancel: {
+                    call.answer(.failure(CancellationError()))
+                    work.cancel()
+                    call.abandon()?.close().whenComplete { _ in }
+                }
+            } catch {
+                // Gone from the pool before the caller goes on: a call that comes next
+                // gets a new connection instead of waiting for this one.
+                if let connection = call.abandonedConnection { _ = try? await connection.close().get() }
+                throw error
+            }
         } catch is DeadlineExceeded {
             throw StoreError.unavailable(reason: "no database connection became available within \(acquireTimeout)")
         } catch StoreError.unavailable(let reason) {
@@ -187,55 +214,50 @@ public final class PostgresUserStore: UserStore {
         }
     }
 
-    /// `leased(body)`, giving up with `DeadlineExceeded` if no connection is
-    /// leased within `wait`: the pool may be full, or reconnecting to a server
-    /// that is down or frozen, and the driver's pool waits for either without
-    /// a limit. Once leased, the statement timeout bounds the call instead.
-    private func leasedWithin<T: Sendable>(
-        _ wait: Duration, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
-    ) async throws -> T {
-        let acquired = OnceFlag()
-        return try await withThrowingTaskGroup(of: LeaseOutcome<T>.self) { group in
-            group.addTask { .done(try await self.leased(body, acquired: acquired)) }
-            group.addTask {
-                try await Task.sleep(for: wait)
-                return .waited
-            }
-            while let outcome = try await group.next() {
-                switch outcome {
-                case .done(let value):
-                    group.cancelAll()
-                    return value
-                case .waited where !acquired.isSet:
-                    group.cancelAll()
-                    throw DeadlineExceeded()
-                case .waited:
-                    continue
+    /// The task of one call: leases a connection, runs `body` on it under the
+    /// statement timeout and answers with what it returns or throws.
+    private func run<T: Sendable>(_ call: PooledCall<T>, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async
+    {
+        let (logger, timeout) = (self.logger, self.timeout)
+        do {
+            let value = try await leased { connection in
+                guard call.lease(connection) else { throw CancellationError() }
+                let deadline = connection.eventLoop.scheduleTask(in: timeout) {
+                    guard call.abandon() != nil else { return }
+                    logger.warning("postgres did not answer within the statement timeout; closed the connection")
+                    call.answer(
+                        .failure(StoreError.unavailable(reason: "postgres did not answer within \(Self.describe(timeout))")))
+                    connection.close().whenComplete { _ in }
                 }
+                defer { deadline.cancel() }
+                let result: Result<T, any Error>
+                do { result = .success(try await body(connection)) } catch { result = .failure(error) }
+                // Closed, not only closing, before it goes back: the pool must not lend it again.
+                if call.isAbandoned { _ = try? await connection.close().get() }
+                return try result.get()
             }
-            throw DeadlineExceeded()
+            call.answer(.success(value))
+        } catch {
+            call.answer(.failure(error))
         }
     }
 
-    private func leased<T: Sendable>(
-        _ body: @escaping @Sendable (PostgresConnection) async throws -> T, acquired: OnceFlag? = nil
-    ) async throws -> T {
+    private func leased<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         pool.waiting(+1)
         var leased = false
         defer { if !leased { pool.waiting(-1) } }
         do {
             return try await client.withConnection { connection in
                 leased = true
-                acquired?.set()
                 pool.waiting(-1)
                 pool.inUse(+1)
                 defer { pool.inUse(-1) }
                 // The pool can hand out a connection that a deadline closed a moment ago.
                 if connection.isClosed { throw StoreError.unavailable(reason: "the pooled connection had just closed") }
-                return try await bounded(on: connection, body)
+                return try await body(connection)
             }
         } catch let error as PSQLError {
-            // Cancelled callers closed their connection on purpose; they hear of their cancellation.
+            // Abandoned calls closed their connection on purpose; nobody hears of it.
             try Task.checkCancellation()
             if Self.isUnavailable(error) {
                 logger.warning("postgres unavailable", metadata: ["error": "\(Self.describe(error))"])
@@ -247,48 +269,10 @@ public final class PostgresUserStore: UserStore {
         } catch let error as CancellationError {
             throw error
         } catch {
+            try Task.checkCancellation()
             // The pool's own errors (e.g. it gave up connecting): no connection to be had.
             logger.warning("postgres unavailable", metadata: ["error": "\(error)"])
             throw StoreError.unavailable(reason: "no database connection: \(error)")
-        }
-    }
-
-    /// `body(connection)`, answered by the statement timeout or the caller's
-    /// cancellation when either comes first; the connection is then closed.
-    /// The caller does not wait for `body` to notice: a query written to a
-    /// channel that has just closed is never completed by the driver.
-    private func bounded<T: Sendable>(
-        on connection: PostgresConnection, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
-    ) async throws -> T {
-        let outcome = FirstOutcome<T>()
-        let abandoned = OnceFlag()
-        let (logger, timeout) = (self.logger, self.timeout)
-        let deadline = connection.eventLoop.scheduleTask(in: timeout) {
-            abandoned.set()
-            logger.warning("postgres did not answer within the statement timeout; closed the connection")
-            outcome.deliver(.failure(StoreError.unavailable(reason: "postgres did not answer within \(Self.describe(timeout))")))
-            connection.close().whenComplete { _ in }
-        }
-        Task {
-            do {
-                outcome.deliver(.success(try await body(connection)))
-            } catch {
-                outcome.deliver(.failure(error))
-            }
-            deadline.cancel()
-        }
-        do {
-            return try await withTaskCancellationHandler {
-                try await outcome.value()
-            } onCancel: {
-                abandoned.set()
-                outcome.deliver(.failure(CancellationError()))
-                connection.close().whenComplete { _ in }
-            }
-        } catch {
-            // Closed, not only closing, before it goes back: the pool must not lend it again.
-            if abandoned.isSet { _ = try? await connection.close().get() }
-            throw error
         }
     }
 
@@ -638,17 +622,62 @@ final class CircuitBreaker: Sendable {
     func recordFailure() { openUntil.withLock { $0 = .now + openFor } }
 }
 
-/// What finished first while waiting for a connection: the call, or the wait.
-enum LeaseOutcome<T: Sendable>: Sendable {
-    case done(T)
-    case waited
-}
+/// One call's progress, shared by its caller, its task and its deadlines:
+/// whether it holds a connection, and its answer.
+final class PooledCall<T: Sendable>: Sendable {
+    private enum Phase {
+        case waiting
+        case leased(PostgresConnection)
+        /// With the connection it held, if any, which whoever abandoned it closes.
+        case abandoned(PostgresConnection?)
+    }
+    private let phase = Mutex<Phase>(.waiting)
+    private let outcome = FirstOutcome<T>()
 
-/// Set once, read from any thread.
-final class OnceFlag: Sendable {
-    private let value = Atomic<Bool>(false)
-    var isSet: Bool { value.load(ordering: .relaxed) }
-    func set() { value.store(true, ordering: .relaxed) }
+    func answer(_ result: Result<T, any Error>) { outcome.deliver(result) }
+
+    func value() async throws -> T { try await outcome.value() }
+
+    /// Gives the call `connection`; false if it was abandoned meanwhile.
+    func lease(_ connection: PostgresConnection) -> Bool {
+        phase.withLock { phase in
+            guard case .waiting = phase else { return false }
+            phase = .leased(connection)
+            return true
+        }
+    }
+
+    /// Abandons the call if it is still waiting for a connection.
+    func abandonIfWaiting() -> Bool {
+        phase.withLock { phase in
+            guard case .waiting = phase else { return false }
+            phase = .abandoned(nil)
+            return true
+        }
+    }
+
+    /// Abandons the call; returns its connection if it held one and was not abandoned before.
+    func abandon() -> PostgresConnection? {
+        phase.withLock { phase in
+            switch phase {
+            case .waiting:
+                phase = .abandoned(nil)
+                return nil
+            case .leased(let connection):
+                phase = .abandoned(connection)
+                return connection
+            case .abandoned:
+                return nil
+            }
+        }
+    }
+
+    var isAbandoned: Bool { phase.withLock { if case .abandoned = $0 { true } else { false } } }
+
+    /// The connection the call held when it was abandoned.
+    var abandonedConnection: PostgresConnection? {
+        phase.withLock { if case .abandoned(let connection) = $0 { connection } else { nil } }
+    }
 }
 
 /// The first of several racing results, for one caller waiting on it; later ones are dropped.
